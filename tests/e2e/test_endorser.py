@@ -1,0 +1,186 @@
+"""vmcatcher_endorser end to end: the installed command on a fresh SQLite DB (spec §9, §16)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from tests.support.commands import run
+
+DN = "/DC=org/DC=example/CN=Jane Doe"
+CA = "/DC=org/DC=example/CN=Example CA"
+
+
+@pytest.fixture
+def endorser(tmp_path):
+    def call(*args, env=None):
+        return run("vmcatcher_endorser", *args, cwd=tmp_path, env=env)
+
+    return call
+
+
+def rows(tmp_path, sql):
+    with sqlite3.connect(tmp_path / "vmcatcher.db") as db:
+        return db.execute(sql).fetchall()
+
+
+def test_no_arguments_is_an_error(endorser, tmp_path):
+    result = endorser()
+    assert result.returncode == 1, result
+    assert "ERROR:main:No actions selected" in result.stderr
+    assert not (tmp_path / "vmcatcher.db").exists()
+
+
+def test_two_actions_are_an_error(endorser):
+    result = endorser("-l", "-K")
+    assert result.returncode == 1
+    assert "More than one action selected." in result.stderr
+
+
+def test_unknown_option_is_a_usage_error(endorser):
+    result = endorser("--no-such-option")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+
+
+def test_create_then_list(endorser, tmp_path):
+    created = endorser("-C", "-e", "E", "--dn", DN, "-I", CA)
+    assert created.returncode == 0, created
+    assert "Defaulting DB connection to 'sqlite:///vmcatcher.db'" in endorser("-l", "-v").stderr
+    listed = endorser("-l")
+    assert listed.returncode == 0
+    assert listed.stdout == f"'E'\t'{DN}'\t'{CA}'\n"
+    assert rows(tmp_path, "select identifier from endorser") == [("E",)]
+
+
+def test_same_dn_for_new_endorser_exits_12_and_leaves_nothing(endorser, tmp_path):
+    assert endorser("-C", "-e", "E", "--dn", DN, "-I", CA).returncode == 0
+    again = endorser("-C", "-e", "E2", "--dn", DN, "-I", CA)
+    assert again.returncode == 12, again
+    assert "Database integrity error while adding" in again.stderr
+    assert "Traceback" not in again.stderr
+    assert rows(tmp_path, "select identifier from endorser") == [("E",)]
+    assert endorser("-l").stdout == f"'E'\t'{DN}'\t'{CA}'\n"
+
+
+def test_same_dn_for_existing_endorser_also_fails_and_changes_nothing(endorser, tmp_path):
+    other = "/DC=org/CN=Other"
+    assert endorser("-C", "-e", "E", "--dn", DN, "-I", CA).returncode == 0
+    assert endorser("-C", "-e", "F", "--dn", other, "-I", CA).returncode == 0
+    again = endorser("-C", "-e", "F", "--dn", "/DC=org/CN=New", "--dn", DN, "-I", CA)
+    assert again.returncode == 12
+    assert rows(tmp_path, "select hv_dn from endorserPrincible order by id") == [(DN,), (other,)]
+
+
+def test_one_issuer_serves_several_subjects(endorser):
+    assert endorser("-C", "-e", "E", "--dn", "/CN=a", "--dn", "/CN=b", "-I", CA).returncode == 0
+    assert endorser("-l").stdout == f"'E'\t'/CN=a'\t'{CA}'\n'E'\t'/CN=b'\t'{CA}'\n"
+
+
+def test_more_issuers_than_subjects_fails(endorser, tmp_path):
+    result = endorser("-C", "-e", "E", "--dn", "/CN=a", "-I", "/CN=x", "-I", "/CN=y")
+    assert result.returncode == 1
+    assert "Cant add issuer credentials, without a subject." in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-C", "--dn", DN, "-I", CA], "No endorsers selected."),
+        (["-k", "-e", "E"], "No subscriptions selected."),
+        (["-C", "-e", "E", "-I", CA], "No subjects selected."),
+        (["-C", "-e", "E", "--dn", DN], "No issuers selected."),
+        (["-C", "-e", "E", "-e", "F", "--dn", DN, "-I", CA], "More than one endorser cannot"),
+        (["-l", "-f", "xml"], "Invalid format 'xml' allowed formats are"),
+    ],
+)
+def test_validation_messages(endorser, args, message):
+    result = endorser(*args)
+    assert result.returncode == 1, result
+    assert message in result.stderr
+
+
+def test_invalid_format_from_env_names_the_value(endorser):
+    result = endorser("-l", env={"VMCATCHER_OUTPUT_FORMAT": "yaml"})
+    assert result.returncode == 1
+    assert "Invalid format 'yaml'" in result.stderr
+
+
+def test_deprecated_subject_option(endorser):
+    result = endorser("-C", "-e", "E", "-S", DN, "-I", CA, "-v")
+    assert result.returncode == 0
+    assert "depricated in favour of '--dn'" in result.stderr
+
+
+def test_list_json(endorser):
+    endorser("-C", "-e", "E", "--dn", DN, "-I", CA)
+    out = endorser("-l", "-f", "json").stdout
+    assert not out.endswith("\n")
+    assert json.loads(out) == [{"endorser": "E", "princibles": [{"issuer": CA, "subject": DN}]}]
+    assert out == json.dumps(json.loads(out), sort_keys=True, indent=4)
+
+
+def test_delete(endorser, tmp_path):
+    endorser("-C", "-e", "E", "--dn", DN, "-I", CA)
+    missing = endorser("-D", "-e", "nobody")
+    assert missing.returncode == 0
+    assert "Failed to find endorser 'nobody'." in missing.stderr
+    assert endorser("-D", "-e", "E").returncode == 0
+    assert endorser("-l").stdout == ""
+    assert rows(tmp_path, "select count(*) from endorserPrincible") == [(0,)]
+
+
+def test_link_unknown_subscription_warns(endorser):
+    endorser("-C", "-e", "E", "--dn", DN, "-I", CA)
+    result = endorser("-k", "-e", "E", "-s", "no-such-subscription")
+    assert result.returncode == 0
+    assert "subscription not available." in result.stderr
+    unlinked = endorser("-u", "-e", "E", "-s", "no-such-subscription")
+    assert "endorser and subscription are not linked." in unlinked.stderr
+
+
+def test_info_lines_and_unknown(endorser):
+    endorser("-C", "-e", "E", "--dn", DN, "-I", CA)
+    info = endorser("-i", "-e", "E")
+    assert info.returncode == 0
+    assert info.stdout == f"endorser.dc:identifier=E\nendorser.hv:dn={DN}\nendorser.hv:ca={CA}\n"
+    unknown = endorser("-i", "-e", "X")
+    assert unknown.returncode == 1
+    assert "endorser 'X' not found" in unknown.stderr
+
+
+def test_log_config_missing_names_the_env_path(endorser):
+    result = endorser("-l", env={"VMCATCHER_LOG_CONF": "/nonexistent/logger.conf"})
+    assert result.returncode == 1
+    assert "Logfile configuration file '/nonexistent/logger.conf' was not found." in result.stderr
+
+
+def test_log_config_file_is_used(endorser, tmp_path):
+    conf = tmp_path / "log.conf"
+    conf.write_text(
+        "[loggers]\nkeys=root\n[handlers]\nkeys=h\n[formatters]\nkeys=f\n"
+        "[logger_root]\nlevel=INFO\nhandlers=h\n"
+        "[handler_h]\nclass=StreamHandler\nformatter=f\nargs=(sys.stderr,)\n"
+        "[formatter_f]\nformat=CUSTOM %(levelname)s %(message)s\n"
+    )
+    result = endorser("-l", "--log-config", str(conf))
+    assert result.returncode == 0
+    assert "CUSTOM INFO Defaulting DB connection" in result.stderr
+
+
+def test_help_documents_every_option(endorser):
+    out = endorser("-h").stdout
+    for option in ["--list", "--database", "--subscription_uuid", "--endorser_uuid", "--create",
+                   "--dn", "--issuer", "--subject", "--delete", "--links", "--link", "--unlink",
+                   "--info", "--format", "--verbose", "--quiet", "--log-config", "--log-sql-info",
+                   "--version"]:  # fmt: skip
+        assert option in out
+
+
+def test_bad_database_url_is_one_line(endorser):
+    result = endorser("-l", "-d", "nosuchdialect://user:secret@host/db")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "secret" not in result.stderr

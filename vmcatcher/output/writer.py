@@ -1,0 +1,96 @@
+"""Render records in the chosen output format onto one stream.
+
+Each command keeps one :class:`Writer` per destination. ``lines`` and ``json``
+come from :mod:`vmcatcher.output.records`; ``message`` prints the verified
+payload of a stored list and ``SMIME`` the stored signed bytes, as the
+original's output drivers did. Several JSON documents in one run are simply
+concatenated (no trailing newline), exactly like the original.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
+
+from vmcatcher.errors import TrustError
+from vmcatcher.output import records
+
+log = logging.getLogger("vmcatcher.output")
+
+# Verifies a stored signed list and returns its payload; None when no trust store is loaded.
+PayloadReader = Callable[[bytes], bytes]
+
+
+class Writer:
+    """Write records to ``stream`` in ``fmt`` (one of settings.OUTPUT_FORMATS)."""
+
+    def __init__(
+        self,
+        fmt: str,
+        stream: TextIO | None = None,
+        payload_reader: PayloadReader | None = None,
+    ) -> None:
+        self.format = fmt
+        self.stream = stream if stream is not None else sys.stdout
+        self.payload_reader = payload_reader
+
+    # --- primitives ---------------------------------------------------------
+
+    def lines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.stream.write(line + "\n")
+
+    def json(self, value: Any) -> None:
+        self.stream.write(records.json_text(value))
+
+    def raw(self, data: bytes | str) -> None:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        self.stream.write(text)
+
+    @property
+    def is_json(self) -> bool:
+        return self.format == "json"
+
+    # --- stored image lists -------------------------------------------------
+
+    def signed_list(self, identifier: str, instance: Any | None) -> bool:
+        """Print a stored list for ``message`` / ``SMIME``; False when it cannot be shown."""
+        if self.format == "SMIME":
+            if instance is None or instance.data is None:
+                log.error("Imagelist not yet available.")
+                return False
+            self.raw(instance.data)
+            return True
+        if instance is None:
+            return True
+        if instance.data is None:
+            log.warning("No imagelist found.")
+            return False
+        if self.payload_reader is None:
+            log.warning("No trust anchor found so can not decode.")
+            self.raw(instance.data)
+            return True
+        try:
+            payload = self.payload_reader(instance.data)
+        except TrustError as error:
+            log.error("Failed to validate text for '%s' produced error '%s'", identifier, error)
+            return False
+        self.raw(payload)
+        return True
+
+    def subscription_info(self, sub: Any, instance: Any | None) -> bool:
+        """The ``-i`` view of one subscription and its latest list instance (spec §6.6)."""
+        if self.format == "lines":
+            self.lines(records.subscription_lines(sub))
+            if instance is not None:
+                self.lines(records.list_instance_lines(instance))
+            return True
+        if self.format == "json":
+            record: dict[str, Any] = {"Subscription": records.subscription_json(sub)}
+            if instance is not None:
+                record["ImageListInstance"] = records.list_instance_json(instance)
+            self.json(record)
+            return True
+        return self.signed_list(sub.identifier, instance)
