@@ -1,0 +1,418 @@
+"""``vmcatcher_cache``: keep the cache equal to the set of subscribed, available images.
+
+One run (spec §10.2) fires ``ProcessPrefix``, then runs the selected actions in
+the fixed order expire → sha512 check → download, saves the three indexes and
+fires ``ProcessPostfix``. The main thread owns the indexes, the database and
+the events; worker threads only move bytes (:func:`download_image`), so
+parallel downloads cannot interleave index writes or events.
+
+Fixed relative to the original (DECISIONS.md, "Cache and events"): a corrupt
+image found by the sha512 check is moved to ``expired/`` with Expire events
+(not silently deleted); partial downloads that are no longer wanted are
+dropped; a failed expiry still saves the indexes and fires ``ProcessPostfix``
+(and the run exits 1); downloads stream, verify while writing, resume, and
+never run a shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from vmcatcher.cache.download import DownloadResult, download_image, install_file
+from vmcatcher.cache.layout import CacheLayout, Role
+from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstance, Subscription
+from vmcatcher.errors import CacheError, CacheFileMissingError, VmcatcherError
+from vmcatcher.events import EventRunner
+from vmcatcher.names import UnsafeNameError, is_safe_name
+from vmcatcher.services.availability import available_query
+from vmcatcher.timeutil import utcnow
+
+log = logging.getLogger("vmcatcher.cache")
+
+EXPIRE = "expire"
+CHECK = "sha512"
+DOWNLOAD = "download"
+MAX_DOWNLOAD_TRIES = 5
+_HASH_CHUNK = 1024 * 1024
+
+# Copied from the database row into every index entry as str(value) (spec §10.3).
+_INSTANCE_FIELDS = {
+    "dc:title": "title",
+    "dc:description": "description",
+    "hv:version": "version",
+    "hv:hypervisor": "hypervisor",
+    "sl:arch": "arch",
+    "sl:comments": "comments",
+    "sl:os": "os",
+    "sl:osversion": "osversion",
+}
+
+
+@dataclass
+class CacheOptions:
+    actions: set[str]
+    events: EventRunner
+    tls_verify: bool | str = True
+    allow_file: bool = False
+    parallel: int = 2
+    timeout: tuple[float, float] = (10.0, 60.0)
+    progress: bool = False
+    expired_max_count: int | None = None
+    expired_max_age_days: float | None = None
+
+
+@dataclass
+class _Wanted:
+    """One image that should be in the cache, with the index entry describing it."""
+
+    uuid: str
+    entry: dict[str, Any]
+
+
+@dataclass
+class CacheRun:
+    """One run of ``vmcatcher_cache`` over one layout and one database session."""
+
+    layout: CacheLayout
+    session: Session
+    options: CacheOptions
+    now: datetime = field(default_factory=utcnow)
+
+    def run(self) -> int:
+        """Run the selected actions; return the exit code (0, or 1 when expiry failed)."""
+        for role in Role:
+            self.layout.sweep(role)
+        self.layout.load_indexes()
+        events = self.options.events
+        events.fire("ProcessPrefix")
+        rc = 0
+        if EXPIRE in self.options.actions and not self.expire():
+            log.error("Failed to expire old images")
+            rc = 1
+        if CHECK in self.options.actions:
+            self.check()
+        if DOWNLOAD in self.options.actions:
+            self.download()
+        self.layout.save()
+        if self.options.expired_max_count is not None or self.options.expired_max_age_days:
+            self.layout.prune_expired(
+                max_count=self.options.expired_max_count,
+                max_age_days=self.options.expired_max_age_days,
+            )
+        events.fire("ProcessPostfix")
+        return rc
+
+    # --- what should be cached ------------------------------------------------------
+
+    def wanted(self) -> dict[str, _Wanted]:
+        """Every subscribed, available image, keyed by UUID, with its index entry."""
+        query = available_query(self.now).where(ImageDefinition.cache == 1)
+        decoded: dict[int, tuple[dict, dict[str, dict]]] = {}
+        found: dict[str, _Wanted] = {}
+        for sub, definition, instance, image in self.session.execute(query):
+            if not is_safe_name(definition.identifier):
+                log.error("Image identifier %r is not a safe file name; ignored.",
+                          definition.identifier)  # fmt: skip
+                continue
+            if instance.id not in decoded:
+                decoded[instance.id] = _list_fields(instance)
+            list_metadata, images = decoded[instance.id]
+            entry = index_entry(sub, definition, instance, image, list_metadata, images)
+            found[definition.identifier] = _Wanted(definition.identifier, entry)
+        return found
+
+    # --- expire -------------------------------------------------------------------------
+
+    def expire(self) -> bool:
+        """Move every cached image that is no longer wanted to the expired directory."""
+        cache_index = self.layout.cache_index
+        wanted = self.wanted()
+        doomed = []
+        for uuid, entry in list(cache_index.items()):
+            target = wanted.get(uuid)
+            if target is None or not _same_image(entry, target.entry):
+                doomed.append(uuid)
+                continue
+            if entry.get("msgHash") != target.entry["msgHash"]:
+                entry["message"] = target.entry["message"]
+                entry["msgHash"] = target.entry["msgHash"]
+        ok = True
+        for uuid in doomed:
+            ok = self._expire_one(uuid) and ok
+        return ok
+
+    def _expire_one(self, uuid: str) -> bool:
+        entry = self.layout.cache_index.get(uuid)
+        if entry is None:
+            return True
+        self.options.events.fire("ExpirePrefix", entry)
+        ok = True
+        try:
+            self.layout.move_to_expired(uuid)
+            log.info("Expired image '%s'", uuid)
+        except CacheFileMissingError as error:
+            log.error("%s", error)
+            ok = False
+        except (CacheError, UnsafeNameError) as error:
+            log.error("Failed to move file %s to expired directory: %s", uuid, error)
+            ok = False
+        self.layout.save(Role.CACHE, Role.EXPIRED)
+        self.options.events.fire("ExpirePostfix", entry)
+        return ok
+
+    # --- sha512 check ---------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Re-hash every cached image; move corrupt ones to expired/ (with events)."""
+        for uuid, entry in list(self.layout.cache_index.items()):
+            try:
+                path = self.layout.path(Role.CACHE, str(entry.get("filename", uuid)))
+            except UnsafeNameError as error:
+                log.error("Image '%s': %s", uuid, error)
+                continue
+            if not path.is_file():
+                log.error("Image '%s' is missing from the cache directory.", uuid)
+                del self.layout.cache_index[uuid]
+                continue
+            size, digest = file_size_and_sha512(path)
+            problem = None
+            if str(size) != str(entry.get("size", entry.get("hv:size"))):
+                problem = f"Image '{uuid}' size incorrect."
+            elif digest != str(entry.get("sha512", entry.get("sl:checksum:sha512"))).lower():
+                problem = f"Image '{uuid}' sha512 incorrect."
+            if problem:
+                log.error("%s", problem)
+                log.error("Image '%s' was corrupted, moving it to the expired directory.", uuid)
+                self._expire_one(uuid)
+        self.layout.save(Role.CACHE)
+
+    # --- download -----------------------------------------------------------------------
+
+    def download(self) -> None:
+        """Download every wanted image that is not (correctly) in the cache yet."""
+        wanted = self.wanted()
+        cache_index = self.layout.cache_index
+        partial_index = self.layout.partial_index
+        for uuid in list(partial_index):
+            if uuid not in wanted:
+                log.info("Dropping unfinished download of '%s': no longer wanted.", uuid)
+                del partial_index[uuid]
+        todo = []
+        for uuid, target in wanted.items():
+            cached = cache_index.get(uuid)
+            if cached is not None and _same_image(cached, target.entry):
+                continue
+            if self._register_try(target):
+                todo.append(target)
+        self.layout.save(Role.PARTIAL)
+        if not todo:
+            return
+        workers = max(1, min(self.options.parallel, len(todo)))
+        bars = _ProgressBars(self.options.progress)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+            futures: dict[Future[DownloadResult], _Wanted] = {
+                pool.submit(self._fetch, target, bars): target for target in todo
+            }
+            for future in as_completed(futures):
+                self._finish(futures[future], future)
+        bars.close()
+
+    def _register_try(self, target: _Wanted) -> bool:
+        """Count a download attempt for this list version; False after too many."""
+        partial_index = self.layout.partial_index
+        entry = dict(partial_index.get(target.uuid, {}))
+        entry.update(target.entry)
+        tries = entry.get("DownLoadTrys")
+        count = 0
+        if isinstance(tries, dict) and tries.get("msgHash") == target.entry["msgHash"]:
+            count = int(tries.get("count", 0) or 0)
+        if count >= MAX_DOWNLOAD_TRIES:
+            log.warning(
+                "Image '%s' has failed to download '%s' times, giving up until new image list.",
+                target.uuid,
+                count,
+            )
+            partial_index[target.uuid] = entry
+            return False
+        entry["DownLoadTrys"] = {"count": count + 1, "msgHash": target.entry["msgHash"]}
+        entry["filename"] = target.uuid
+        partial_index[target.uuid] = entry
+        return True
+
+    def _fetch(self, target: _Wanted, bars: _ProgressBars) -> DownloadResult:
+        entry = target.entry
+        log.info("Downloading '%s'.", target.uuid)
+        progress = bars.open(target.uuid, int(entry["size"]))
+        try:
+            return download_image(
+                str(entry["uri"]),
+                self.layout.path(Role.PARTIAL, target.uuid),
+                expected_size=int(entry["size"]),
+                expected_sha512=str(entry["sha512"]),
+                timeout=self.options.timeout,
+                verify=self.options.tls_verify,
+                allow_file=self.options.allow_file,
+                progress=progress,
+            )
+        finally:
+            bars.done(target.uuid)
+
+    def _finish(self, target: _Wanted, future: Future[DownloadResult]) -> None:
+        """Main thread: move a verified download into the cache, with events."""
+        uuid = target.uuid
+        partial_index = self.layout.partial_index
+        try:
+            result = future.result()
+        except (VmcatcherError, OSError) as error:
+            log.error("Failed to download file '%s': %s", uuid, error)
+            self.layout.save(Role.PARTIAL)
+            return
+        except Exception as error:  # a bug in one download must not stop the others
+            log.error("Failed to download file '%s': unexpected %s: %s",
+                      uuid, type(error).__name__, error)  # fmt: skip
+            self.layout.save(Role.PARTIAL)
+            return
+        announced = dict(partial_index.get(uuid, {}))
+        announced.update(target.entry)
+        announced["filename"] = uuid
+        self.options.events.fire("AvailablePrefix", announced)
+        try:
+            install_file(result.path, self.layout.path(Role.CACHE, uuid))
+        except OSError as error:
+            log.error("Failed to Move file '%s' into the enbdorsed directory: %s", uuid, error)
+            return
+        entry = dict(target.entry)
+        entry["filename"] = uuid
+        self.layout.cache_index[uuid] = entry
+        partial_index.pop(uuid, None)
+        self.layout.save(Role.PARTIAL, Role.CACHE)
+        log.info("moved file %s", uuid)
+        self.options.events.fire("AvailablePostfix", entry)
+
+
+def _same_image(cached: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """The cached entry describes the bytes the current list wants (sha512 and size)."""
+    cached_sha = str(cached.get("sha512", cached.get("sl:checksum:sha512", ""))).lower()
+    cached_size = str(cached.get("size", cached.get("hv:size", "")))
+    return cached_sha == str(wanted["sha512"]).lower() and cached_size == str(wanted["size"])
+
+
+def _list_fields(instance: ImageListInstance) -> tuple[dict, dict[str, dict]]:
+    """The stored list's top-level metadata and image dicts by identifier (no verification:
+    the list was verified when it was imported)."""
+    from vmcatcher.imagelist import decode_image_list
+    from vmcatcher.trust import extract_payload_unverified
+
+    try:
+        image_list = decode_image_list(extract_payload_unverified(instance.data))
+    except VmcatcherError as error:
+        log.error("Stored image list %s cannot be read again: %s", instance.id, error)
+        return {}, {}
+    images = {image.identifier: dict(image.metadata) for image in image_list.images}
+    return dict(image_list.metadata), images
+
+
+def index_entry(
+    sub: Subscription,
+    definition: ImageDefinition,
+    instance: ImageListInstance,
+    image: ImageInstance,
+    list_metadata: dict,
+    images: dict[str, dict],
+) -> dict[str, Any]:
+    """The ``cache.index`` entry of one image, with the original's keys (spec §10.3)."""
+    data = instance.data
+    entry: dict[str, Any] = {
+        "dc:identifier": definition.identifier,
+        "uuid": definition.identifier,
+        "hv:uri": image.uri,
+        "uri": image.uri,
+        "sl:checksum:sha512": image.sha512,
+        "sha512": image.sha512,
+        "hv:size": image.size,
+        "size": image.size,
+        "hv:imagelist.dc:identifier": sub.identifier,
+        "message": data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data),
+        "msgHash": instance.data_hash,
+    }
+    for key, attribute in _INSTANCE_FIELDS.items():
+        entry[key] = str(getattr(image, attribute))
+    vo = list_metadata.get("ad:vo")
+    if vo:
+        entry["hv:imagelist.ad:vo"] = vo
+    for key, value in images.get(definition.identifier, {}).items():
+        entry[f"hv:image.{key}"] = value
+    return entry
+
+
+def file_size_and_sha512(path: Path) -> tuple[int, str]:
+    """Size and sha512 of a file, read in bounded chunks."""
+    digest = hashlib.sha512()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class _ProgressBars:
+    """tqdm bars on a terminal; nothing under cron (the log lines say enough)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._bars: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def open(self, name: str, total: int) -> Callable[[int, int], None] | None:
+        if not self.enabled:
+            return None
+        from tqdm import tqdm
+
+        with self._lock:
+            bar = tqdm(total=total, desc=name[:36], unit="B", unit_scale=True,
+                       unit_divisor=1024, leave=False, position=len(self._bars))  # fmt: skip
+            self._bars[name] = bar
+
+        def update(done: int, _total: int) -> None:
+            bar.update(done - bar.n)
+
+        return update
+
+    def done(self, name: str) -> None:
+        with self._lock:
+            bar = self._bars.pop(name, None)
+        if bar is not None:
+            bar.close()
+
+    def close(self) -> None:
+        for name in list(self._bars):
+            self.done(name)
+
+
+def cache_dir_environment(layout: CacheLayout, database_url: str) -> dict[str, str]:
+    """The resolved settings exported to event handlers (spec §11.2)."""
+    return {
+        "VMCATCHER_CACHE_DIR_CACHE": str(layout.cache_dir),
+        "VMCATCHER_CACHE_DIR_DOWNLOAD": str(layout.partial_dir),
+        "VMCATCHER_CACHE_DIR_EXPIRE": str(layout.expired_dir),
+        "VMCATCHER_RDBMS": database_url,
+    }
+
+
+def base_environment(layout: CacheLayout, database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(cache_dir_environment(layout, database_url))
+    return env

@@ -1,0 +1,176 @@
+"""``vmcatcher_subscribe -s URL``: create a subscription from a signed list (spec §6.4).
+
+Differences from the original, each a fixed bug (spec §14):
+
+* a failed download fails the subscription (the original reported success);
+* the credentials and trust anchor given on the command line are used for
+  the first download and stored, and new subscriptions default to the
+  ``browser`` trust anchor;
+* the subscription row is built from an explicit whitelist of list fields:
+  a list cannot set credentials, trust anchor or update mode;
+* the list's dates are checked (an expired or future list cannot be
+  subscribed to) and the endorser is found through the principal's foreign key;
+* ``--imagelist-newimage-*`` applies to the new subscription whatever URL was
+  typed (a mirror or a ``file://`` copy);
+* a duplicate identifier is a clear error, not a crash, and the whole
+  subscription is written in one transaction or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vmcatcher.db.models import (
+    Endorser,
+    EndorserPrincipal,
+    ImageDefinition,
+    Subscription,
+    SubscriptionAuth,
+)
+from vmcatcher.errors import EndorserMismatchError, UsageError
+from vmcatcher.fetch import TrustAnchor
+from vmcatcher.services.update import MODE_SUBSCRIBE
+from vmcatcher.services.verification import VerifiedList, verify_list
+from vmcatcher.timeutil import utcnow
+from vmcatcher.trust import CrlPolicy, TrustStore, dn_equal
+from vmcatcher.uri import normalise_anonymous, split_credentials
+
+log = logging.getLogger("vmcatcher.subscribe")
+
+
+@dataclass
+class SubscribeOptions:
+    store: TrustStore
+    crl_policy: CrlPolicy
+    ca_dir: str | Path | None
+    auto_endorse: bool = False
+    username: str | None = None  # None: not given; "" : given as cleared
+    password: str | None = None
+    trust_anchor: TrustAnchor | None = None
+    update_mode: int | None = None
+
+
+def subscribe(session: Session, url: str, options: SubscribeOptions) -> Subscription:
+    """Download, verify and subscribe to the list at ``url``; all or nothing."""
+    from vmcatcher.fetch import fetch_list
+
+    plain_url, url_user, url_password = split_credentials(url)
+    username = options.username if options.username is not None else url_user
+    password = options.password if options.password is not None else url_password
+    trust_anchor = options.trust_anchor if options.trust_anchor is not None else TrustAnchor.BROWSER
+    data = fetch_list(
+        plain_url,
+        username=username or None,
+        password=password or None,
+        trust_anchor=trust_anchor,
+        ca_dir=options.ca_dir,
+    )
+    verified = verify_list(data, options.store, crl_policy=options.crl_policy, now=utcnow())
+    try:
+        sub = _store_subscription(session, verified, options, username, password, trust_anchor)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return sub
+
+
+def _store_subscription(
+    session: Session,
+    verified: VerifiedList,
+    options: SubscribeOptions,
+    username: str | None,
+    password: str | None,
+    trust_anchor: TrustAnchor,
+) -> Subscription:
+    image_list = verified.image_list
+    endorser = _find_or_create_endorser(
+        session, verified.message.signer_subject, verified.message.signer_issuer, options
+    )
+    uri = normalise_anonymous(image_list.uri)
+    existing = session.scalars(select(Subscription).where(Subscription.uri == uri)).first()
+    if existing is not None:
+        log.info("Already subscribed to '%s' as '%s'.", uri, existing.identifier)
+        return existing
+    clash = session.scalars(
+        select(Subscription).where(Subscription.identifier == image_list.identifier)
+    ).first()
+    if clash is not None:
+        raise UsageError(
+            f"Subscription '{image_list.identifier}' already exists with URI '{clash.uri}'; "
+            f"the list now names '{uri}'"
+        )
+    update_mode = options.update_mode or 0
+    sub = Subscription(
+        identifier=image_list.identifier,
+        description=image_list.description,
+        uri=uri,
+        authorised=True,
+        imagelist_latest=None,
+        trust_anchor=int(trust_anchor),
+        username=username,
+        password=password,
+        update_mode=update_mode,
+    )
+    session.add(sub)
+    session.add(SubscriptionAuth(subscription=sub, endorser=endorser, authorised=True))
+    cache = 1 if update_mode & MODE_SUBSCRIBE else 0
+    identifiers = {image.identifier for image in image_list.images}
+    owned = set()
+    for start in range(0, len(identifiers), 500):
+        chunk = sorted(identifiers)[start : start + 500]
+        owned.update(
+            session.scalars(
+                select(ImageDefinition.identifier).where(ImageDefinition.identifier.in_(chunk))
+            )
+        )
+    seen: set[str] = set()
+    for image in image_list.images:
+        if image.identifier in seen:
+            continue
+        seen.add(image.identifier)
+        if image.identifier in owned:
+            log.warning(
+                "ImageId '%s' already belongs to another subscription; not added to '%s'.",
+                image.identifier,
+                sub.identifier,
+            )
+            continue
+        session.add(
+            ImageDefinition(identifier=image.identifier, cache=cache, latest=0, subscription=sub)
+        )
+    session.flush()
+    return sub
+
+
+def _find_or_create_endorser(
+    session: Session, subject: str, issuer: str, options: SubscribeOptions
+) -> Endorser:
+    for principal in session.scalars(select(EndorserPrincipal).order_by(EndorserPrincipal.id)):
+        if not dn_equal(principal.hv_dn, subject):
+            continue
+        if dn_equal(principal.hv_ca, issuer) and principal.endorser is not None:
+            return principal.endorser
+        raise EndorserMismatchError(
+            f"Endorser '{subject}' is registered with issuer '{principal.hv_ca}', "
+            f"but the list was signed under issuer '{issuer}'."
+        )
+    if not options.auto_endorse:
+        log.info(
+            "Use '--auto-endorse' to add endorser '%s':'%s' to subscription database.",
+            subject,
+            issuer,
+        )
+        raise UsageError(f"Endorser '{subject}':'{issuer}' was not found in database.")
+    endorser = Endorser(identifier=str(uuid.uuid4()))
+    endorser.principals.append(EndorserPrincipal(hv_dn=subject, hv_ca=issuer))
+    session.add(endorser)
+    session.flush()
+    log.warning("Endorser '%s':'%s' added to database.", subject, issuer)
+    return endorser

@@ -1,0 +1,161 @@
+"""Selecting, deleting and configuring subscriptions (spec §6.5, §6.9–§6.11).
+
+Selections are ``-u`` identifiers or ``-r`` normalised URIs; each selection
+matches at most one subscription (both columns are unique).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vmcatcher.db import cascade
+from vmcatcher.db.models import ImageDefinition, Subscription
+from vmcatcher.fetch import TrustAnchor
+from vmcatcher.services.queries import latest_list_instance
+from vmcatcher.services.update import RELOAD_CACHE
+
+log = logging.getLogger("vmcatcher.subscriptions")
+
+BY_UUID = "uuid"
+BY_URI = "uri"
+
+
+def all_subscriptions(session: Session) -> list[Subscription]:
+    return list(session.scalars(select(Subscription).order_by(Subscription.id)))
+
+
+def find(session: Session, selector: str, value: str) -> Subscription | None:
+    """The subscription selected by identifier (``uuid``) or stored URI (``uri``)."""
+    column = Subscription.uri if selector == BY_URI else Subscription.identifier
+    if selector == BY_URI:
+        from vmcatcher.uri import normalise_anonymous
+
+        try:
+            value = normalise_anonymous(value)
+        except Exception:  # an unparsable URI simply matches nothing
+            return None
+    return session.scalars(select(Subscription).where(column == value)).first()
+
+
+def delete(session: Session, selector: str, values: Sequence[str]) -> list[str]:
+    """Delete the selected subscriptions; return the selections that matched nothing."""
+    unmatched = []
+    for value in values:
+        sub = find(session, selector, value)
+        if sub is None:
+            unmatched.append(value)
+            continue
+        log.info("Deleting subscription '%s'.", sub.identifier)
+        cascade.delete_subscription(session, sub)
+        session.commit()
+    return unmatched
+
+
+def set_trust_anchor(session: Session, selector: str, values: Sequence[str], anchor: int) -> None:
+    for value in values:
+        sub = find(session, selector, value)
+        if sub is None:
+            log.warning("Selection '%s' does not match any known subscriptions.", value)
+            continue
+        sub.trust_anchor = int(TrustAnchor(anchor))
+        session.commit()
+
+
+def set_credential(
+    session: Session, selector: str, values: Sequence[str], field: str, secret: str
+) -> None:
+    """Set ``username`` or ``password`` ("" clears it, as the original stored)."""
+    for value in values:
+        sub = find(session, selector, value)
+        if sub is None:
+            log.warning("Selections '%s' does not match any known subscriptions.", value)
+            continue
+        setattr(sub, field, secret)
+        session.commit()
+
+
+def set_update_mode(session: Session, selector: str, values: Sequence[str], mode: int) -> list[int]:
+    """Set the new-image policy and force the next update to re-import; return matched ids."""
+    matched = []
+    for value in values:
+        sub = find(session, selector, value)
+        if sub is None:
+            log.warning("Selections '%s' does not match any known subscriptions.", value)
+            continue
+        sub.update_mode = mode
+        _force_reimport(session, sub)
+        session.commit()
+        matched.append(sub.id)
+    return matched
+
+
+def image_accept(session: Session, images: Sequence[str], subscriptions: Sequence[str]) -> int:
+    """Pre-register image UUIDs for subscriptions (paired by position); return errors."""
+    if len(images) > len(subscriptions):
+        log.error("Not enough subscriptions selected")
+        return 1
+    if len(images) < len(subscriptions):
+        log.error("Not enough images selected")
+        return 1
+    errors = 0
+    for image, sub_id in zip(images, subscriptions):
+        sub = find(session, BY_UUID, sub_id)
+        if sub is None:
+            log.error("Subscription '%s' is unknown.", sub_id)
+            errors += 1
+            continue
+        existing = session.scalars(
+            select(ImageDefinition).where(ImageDefinition.identifier == image)
+        ).first()
+        if existing is not None:
+            log.error("Subscription '%s' has image '%s' already.", sub_id, image)
+            errors += 1
+            continue
+        session.add(ImageDefinition(identifier=image, cache=0, latest=0, subscription=sub))
+        _force_reimport(session, sub)
+        session.commit()
+    return errors
+
+
+def image_refuse(session: Session, images: Sequence[str], subscriptions: Sequence[str]) -> int:
+    """Forget image UUIDs of subscriptions (paired by position); return errors."""
+    if len(images) > len(subscriptions):
+        log.error("Not enough subscriptions selected")
+        return 1
+    if len(images) < len(subscriptions):
+        log.error("Not enough images selected")
+        return 1
+    errors = 0
+    for image, sub_id in zip(images, subscriptions):
+        sub = find(session, BY_UUID, sub_id)
+        definition = None
+        if sub is not None:
+            definition = session.scalars(
+                select(ImageDefinition).where(
+                    ImageDefinition.identifier == image,
+                    ImageDefinition.subscription_id == sub.id,
+                )
+            ).first()
+        if definition is None:
+            log.error("Subscription '%s' already refuses image '%s'.", sub_id, image)
+            errors += 1
+            continue
+        cascade.delete_image_definition(session, definition)
+        _force_reimport(session, sub)
+        session.commit()
+    return errors
+
+
+def _force_reimport(session: Session, sub: Subscription) -> None:
+    """Make the next update import the current list again, even if unchanged.
+
+    The original reset ``imagelist_latest`` here, which made every image of the
+    subscription unavailable (and expired from the cache) until the next update.
+    """
+    latest = latest_list_instance(session, sub)
+    if latest is not None:
+        latest.data_hash = RELOAD_CACHE

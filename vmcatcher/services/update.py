@@ -1,0 +1,378 @@
+"""``vmcatcher_subscribe -U``: download, verify and import new versions of subscribed lists.
+
+The flow per subscription is the original's (spec §6.7), with the fixes the
+project decided on (DECISIONS.md):
+
+* each subscription is updated in its own transaction, and any failure is
+  mapped to its result code, logged, and the next subscription still runs;
+* a stored list whose own ``dc:date:expires`` has passed is marked expired
+  (its images stop being available); a downloaded list that is already
+  expired is refused with 34 and changes nothing, so replaying an old list
+  cannot knock out a valid one; a later valid list clears the state;
+* rollback is checked against the newest stored version of the
+  subscription, even after ``--image-accept``/``--image-refuse`` reset the
+  latest pointer;
+* an image UUID belongs to the subscription that registered it: another
+  list carrying it is refused for that image (32) and cannot touch it;
+* the signer is matched to an endorser through the principal's foreign key
+  and the link must be authorised;
+* the list may only move its own subscription URL within http(s).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from vmcatcher.db.models import (
+    Endorser,
+    EndorserPrincipal,
+    ImageDefinition,
+    ImageInstance,
+    ImageListInstance,
+    Subscription,
+    SubscriptionAuth,
+)
+from vmcatcher.errors import Code, FetchError, VmcatcherError
+from vmcatcher.imagelist import Image, ImageList
+from vmcatcher.services.queries import latest_list_instance
+from vmcatcher.services.verification import VerifiedList, verify_list
+from vmcatcher.timeutil import format_time, utcnow
+from vmcatcher.trust import CrlPolicy, TrustStore, dn_equal
+from vmcatcher.uri import normalise_anonymous, scheme_of
+from vmcatcher.versions import compare_versions
+
+log = logging.getLogger("vmcatcher.update")
+
+RELOAD_CACHE = "reload cache"  # data_hash sentinel forcing a re-import (spec §6.9)
+MODE_ADD = 1
+MODE_SUBSCRIBE = 2
+
+# Fires SubscriptionImageNew; receives the image's JSON fields.
+NewImageHook = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class UpdateContext:
+    """What every subscription's update needs, resolved once per run."""
+
+    store: TrustStore
+    crl_policy: CrlPolicy
+    ca_dir: str | Path | None
+    on_new_image: NewImageHook | None = None
+    fetch: Callable[..., bytes] | None = None  # defaults to vmcatcher.fetch.fetch_list
+
+
+def update_subscriptions(
+    session_factory: Callable[[], Session],
+    context: UpdateContext,
+    selected: Iterable[int] | None = None,
+) -> int:
+    """Update every subscription (or the ``selected`` ids); return the last non-zero code."""
+    with session_factory() as session:
+        query = select(Subscription.id).order_by(Subscription.id)
+        ids = list(session.scalars(query))
+    if selected is not None:
+        wanted = set(selected)
+        ids = [i for i in ids if i in wanted]
+    rc = 0
+    for sub_id in ids:
+        with session_factory() as session:
+            code = update_one(session, sub_id, context)
+        if code:
+            rc = code
+    return rc
+
+
+def update_one(session: Session, sub_id: int, context: UpdateContext) -> int:
+    """Update one subscription in its own transaction; never raises for expected failures."""
+    sub = session.get(Subscription, sub_id)
+    if sub is None:
+        return 0
+    identifier = sub.identifier
+    try:
+        return _update(session, sub, context)
+    except VmcatcherError as error:
+        session.rollback()
+        if isinstance(error, FetchError):
+            log.error("%s, while retrieving %s", error, sub.uri)
+        else:
+            log.error("%s", error)
+            log.error("Failed to verify subscription '%s' with URI '%s'", identifier, sub.uri)
+        return int(error.code)
+    except Exception as error:  # a bug must not stop the other subscriptions
+        session.rollback()
+        log.error("Unexpected error updating subscription '%s': %s", identifier, error)
+        log.debug("Traceback", exc_info=True)
+        return int(Code.FAILURE)
+
+
+def _update(session: Session, sub: Subscription, context: UpdateContext) -> int:
+    log.info("Updating:%s", sub.identifier)
+    now = utcnow()
+    if not sub.authorised:
+        log.warning("Subscription '%s' is not authorised; not updated.", sub.identifier)
+        return 0
+    mark_expired_if_due(session, sub, now)
+    session.commit()
+
+    fetch = context.fetch
+    if fetch is None:
+        from vmcatcher.fetch import fetch_list as fetch
+    data = fetch(
+        sub.uri,
+        username=sub.username or None,
+        password=sub.password or None,
+        trust_anchor=sub.trust_anchor,
+        ca_dir=context.ca_dir,
+    )
+    verified = verify_list(
+        data,
+        context.store,
+        crl_policy=context.crl_policy,
+        now=now,
+        expected_identifier=sub.identifier,
+        expected_uri=sub.uri,
+    )
+    auth = find_authorisation(session, sub, verified)
+    if auth is None:
+        log.error(
+            "Endorser subject='%s' issuer='%s' not authorised on subscription '%s'",
+            verified.message.signer_subject,
+            verified.message.signer_issuer,
+            sub.identifier,
+        )
+        return int(Code.NOT_AUTHORISED)
+    previous = latest_list_instance(session, sub)
+    if previous is not None and previous.data_hash == verified.data_hash:
+        log.debug("Same version:%s", sub.identifier)
+        return 0
+    if previous is None:
+        log.info("First version of:%s", sub.identifier)
+    code = check_version(session, sub, verified.image_list.version)
+    if code:
+        return code
+    return import_list(session, sub, auth, verified, now, context.on_new_image)
+
+
+def mark_expired_if_due(session: Session, sub: Subscription, now: datetime) -> None:
+    """Mark the stored latest list expired once its own expiry date has passed."""
+    latest = latest_list_instance(session, sub)
+    if latest is not None and latest.expired is None and latest.expires < now:
+        log.info(
+            "Image list '%s' has expired on: '%s'", sub.identifier, format_time(latest.expires)
+        )
+        latest.expired = now
+        session.flush()
+
+
+def find_authorisation(
+    session: Session, sub: Subscription, verified: VerifiedList
+) -> SubscriptionAuth | None:
+    """The authorised link between this subscription and the list's signer, if any."""
+    rows = session.execute(
+        select(SubscriptionAuth, EndorserPrincipal)
+        .join(Endorser, SubscriptionAuth.endorser_id == Endorser.id)
+        .join(EndorserPrincipal, EndorserPrincipal.endorser_id == Endorser.id)
+        .where(SubscriptionAuth.subscription_id == sub.id)
+        .where(SubscriptionAuth.authorised.is_(True))
+        .order_by(SubscriptionAuth.id)
+    )
+    subject = verified.message.signer_subject
+    issuer = verified.message.signer_issuer
+    for auth, principal in rows:
+        if dn_equal(principal.hv_dn, subject) and dn_equal(principal.hv_ca, issuer):
+            return auth
+    return None
+
+
+def newest_instance(session: Session, sub: Subscription) -> ImageListInstance | None:
+    """The most recently imported list instance of ``sub``, whatever the latest pointer says."""
+    return session.scalars(
+        select(ImageListInstance)
+        .join(SubscriptionAuth, ImageListInstance.sub_auth_id == SubscriptionAuth.id)
+        .where(SubscriptionAuth.subscription_id == sub.id)
+        .order_by(ImageListInstance.imported.desc(), ImageListInstance.id.desc())
+        .limit(1)
+    ).first()
+
+
+def check_version(session: Session, sub: Subscription, new_version: str) -> int:
+    """Refuse a rollback (17); warn about an unchanged version number."""
+    newest = newest_instance(session, sub)
+    if newest is None:
+        return 0
+    order = compare_versions(newest.version, new_version)
+    if order < 0:
+        log.error(
+            'Downloaded version "%s" version "%s" has lower version number than the old '
+            'version "%s".',
+            sub.identifier,
+            new_version,
+            newest.version,
+        )
+        return int(Code.LOWER_VERSION)
+    if order == 0:
+        log.warning(
+            'Downloaded version "%s" version "%s" has the same version number than the old '
+            'version "%s".',
+            sub.identifier,
+            new_version,
+            newest.version,
+        )
+    return 0
+
+
+def import_list(
+    session: Session,
+    sub: Subscription,
+    auth: SubscriptionAuth,
+    verified: VerifiedList,
+    now: datetime,
+    on_new_image: NewImageHook | None,
+) -> int:
+    """Store a verified list version and its images, then point the subscription at it."""
+    image_list = verified.image_list
+    instance = ImageListInstance(
+        data=verified.data,
+        data_hash=verified.data_hash,
+        expired=None,
+        sub_auth=auth,
+        imported=now,
+        created=image_list.created,
+        expires=image_list.expires,
+        version=image_list.version,
+    )
+    session.add(instance)
+    session.flush()
+
+    rc = _import_images(session, sub, instance, image_list, on_new_image)
+
+    _follow_list_uri(session, sub, image_list)
+    sub.updated = now
+    sub.imagelist_latest = instance.id
+    session.commit()
+    return rc
+
+
+def _import_images(
+    session: Session,
+    sub: Subscription,
+    instance: ImageListInstance,
+    image_list: ImageList,
+    on_new_image: NewImageHook | None,
+) -> int:
+    identifiers = [image.identifier for image in image_list.images]
+    known = _definitions_by_identifier(session, identifiers)
+    rc = 0
+    seen: set[str] = set()
+    pending: list[tuple[ImageDefinition, ImageInstance]] = []
+    for image in image_list.images:
+        if image.identifier in seen:
+            log.warning(
+                "ImageId '%s' appears more than once in list '%s'; only the first is used.",
+                image.identifier,
+                sub.identifier,
+            )
+            continue
+        seen.add(image.identifier)
+        definition = known.get(image.identifier)
+        if definition is not None and definition.subscription_id != sub.id:
+            log.warning(
+                "ImageId '%s' belongs to another subscription; refused for subscription '%s'",
+                image.identifier,
+                sub.identifier,
+            )
+            rc = int(Code.IMAGE_REFUSED)
+            continue
+        if definition is None:
+            if on_new_image is not None:
+                on_new_image(dict(image.metadata))
+            if not sub.update_mode & MODE_ADD:
+                log.info("ImageId '%s' refused by subscription '%s'", image.identifier,
+                         sub.identifier)  # fmt: skip
+                rc = int(Code.IMAGE_REFUSED)
+                continue
+            definition = ImageDefinition(
+                identifier=image.identifier,
+                cache=1 if sub.update_mode & MODE_SUBSCRIBE else 0,
+                latest=0,
+                subscription=sub,
+            )
+            session.add(definition)
+        row = image_instance(image)
+        row.list_instance = instance
+        row.definition = definition
+        session.add(row)
+        pending.append((definition, row))
+    session.flush()
+    for definition, row in pending:
+        definition.latest = row.id
+    return rc
+
+
+def _definitions_by_identifier(
+    session: Session, identifiers: list[str]
+) -> dict[str, ImageDefinition]:
+    found: dict[str, ImageDefinition] = {}
+    for start in range(0, len(identifiers), 500):
+        chunk = identifiers[start : start + 500]
+        for definition in session.scalars(
+            select(ImageDefinition).where(ImageDefinition.identifier.in_(chunk))
+        ):
+            found[definition.identifier] = definition
+    return found
+
+
+def image_instance(image: Image) -> ImageInstance:
+    """The database row for one image entry of a list."""
+    return ImageInstance(
+        description=image.description,
+        hypervisor=image.hypervisor,
+        sha512=image.sha512,
+        uri=image.uri,
+        os=str(image.os),
+        osversion=str(image.osversion),
+        arch=image.arch,
+        version=image.version,
+        size=image.size,
+        title=image.title,
+        comments=image.comments,
+    )
+
+
+def _follow_list_uri(session: Session, sub: Subscription, image_list: ImageList) -> None:
+    """Let a signed list move its subscription, but only within http/https (spec §14.1.10)."""
+    new_uri = normalise_anonymous(image_list.uri)
+    if new_uri == sub.uri:
+        return
+    old_scheme, new_scheme = scheme_of(sub.uri), scheme_of(new_uri)
+    allowed = old_scheme == new_scheme or (old_scheme, new_scheme) == ("http", "https")
+    taken = session.scalar(
+        select(Subscription.id).where(Subscription.uri == new_uri, Subscription.id != sub.id)
+    )
+    if old_scheme == "file" or not allowed or new_scheme not in ("http", "https") or taken:
+        log.warning(
+            "Subscription '%s' keeps URI '%s'; the list names '%s'",
+            sub.identifier,
+            sub.uri,
+            new_uri,
+        )
+        return
+    log.warning("Subscription '%s' moves from '%s' to '%s'", sub.identifier, sub.uri, new_uri)
+    sub.uri = new_uri
+
+
+def count_list_instances(session: Session, sub: Subscription) -> int:
+    return session.scalar(
+        select(func.count(ImageListInstance.id))
+        .join(SubscriptionAuth, ImageListInstance.sub_auth_id == SubscriptionAuth.id)
+        .where(SubscriptionAuth.subscription_id == sub.id)
+    )

@@ -1,0 +1,61 @@
+"""From downloaded bytes to a verified, decoded image list, in the original's check order.
+
+Both ``vmcatcher_subscribe -s`` and ``-U`` (and the ``message`` output format)
+need the same pipeline: S/MIME verification against the CA directory (11),
+JSON (37), image list structure (38), endorser DN and CA against the signer
+(12), the list's ``hv:uri`` (a warning only), its identifier (31), and its
+dates (33 future, 34 expired) — spec §4.3. Each failure is a typed error
+carrying its code; this module only sequences the pure checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from vmcatcher.imagelist import ImageList, decode_image_list
+from vmcatcher.imagelist.checks import check_dates, check_endorser, check_identifier, uri_matches
+from vmcatcher.trust import CrlPolicy, TrustStore, VerifiedMessage, verify_message
+from vmcatcher.uri import normalise_anonymous
+
+log = logging.getLogger("vmcatcher.verification")
+
+
+@dataclass(frozen=True)
+class VerifiedList:
+    """A signed list that passed every check, with its raw bytes and their sha512."""
+
+    data: bytes
+    data_hash: str
+    message: VerifiedMessage
+    image_list: ImageList
+
+
+def message_hash(data: bytes) -> str:
+    """The ``data_hash`` of a stored list: sha512 hex of the bytes as downloaded."""
+    return hashlib.sha512(data).hexdigest()
+
+
+def verify_list(
+    data: bytes,
+    store: TrustStore,
+    *,
+    crl_policy: CrlPolicy,
+    now: datetime,
+    expected_identifier: str | None = None,
+    expected_uri: str | None = None,
+) -> VerifiedList:
+    """Verify and decode ``data``; raise the first failing check's typed error."""
+    message = verify_message(data, store, crl_policy=crl_policy, now=now)
+    image_list = decode_image_list(message.payload)
+    check_endorser(image_list, message)
+    if expected_uri is not None and not uri_matches(image_list, expected_uri):
+        log.warning("list hv:uri does not match subscription uri for '%s'", expected_identifier)
+        log.info("Expected URI '%s'", expected_uri)
+        log.info("Downloaded URI '%s'", normalise_anonymous(image_list.uri))
+    if expected_identifier is not None:
+        check_identifier(image_list, expected_identifier)
+    check_dates(image_list, now)
+    return VerifiedList(data, message_hash(data), message, image_list)
