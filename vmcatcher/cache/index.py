@@ -1,0 +1,243 @@
+"""The ``cache.index`` file of one cache directory, read tolerantly and written atomically.
+
+Each of the cache, partial and expired directories holds a ``cache.index``:
+a JSON object mapping a key (image UUID, or ``<uuid>.<stamp>`` in expired/)
+to an entry dict whose ``filename`` names the file it describes
+(behaviour-spec §10.3). Sites keep these files across the upgrade, and event
+handlers or scripts may read them, so the layout stays byte-for-byte the
+original's: ``json.dumps(index, sort_keys=True, indent=4)``.
+
+What changes (DECISIONS "Cache and events"):
+
+* **Saving is atomic**: a temporary file in the same directory, fsync,
+  ``os.replace``, fsync of the directory. A crash mid-save leaves either the
+  old or the new index, never a truncated one.
+* **A corrupt index never crashes the run** (the original raised): it is
+  renamed to ``cache.index.corrupt-<UTC stamp>`` so an operator can inspect or
+  restore it, a WARNING says so, and the index starts empty. :attr:`recovered`
+  is then set so that the caller does not sweep away the files the lost index
+  described during the same run.
+* Valid JSON that is not an object is ignored with a WARNING, as the original
+  ignored it; entries that are not objects are dropped with a WARNING.
+* An index that exists but cannot be *read* (permissions, I/O error) raises
+  :class:`~vmcatcher.errors.CacheError`: treating it as empty would make the
+  sweep delete every cached file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from vmcatcher.errors import CacheError
+
+log = logging.getLogger("vmcatcher.cache.index")
+
+INDEX_FILENAME = "cache.index"
+CORRUPT_PREFIX = INDEX_FILENAME + ".corrupt-"
+
+#: Prefix of the temporary files our atomic writes create. It starts with a dot
+#: so it can never collide with a managed (safe) name; the sweep recognises it
+#: with :func:`is_temp_name` and removes stale leftovers of a crashed write.
+TEMP_PREFIX = ".vmcatcher-tmp-"
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{16}")
+
+Entry = dict[str, Any]
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the names :func:`atomic_write_bytes` uses for its temporary files."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Make a rename or unlink inside ``directory`` durable (best effort on odd filesystems)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
+
+    The new file keeps the mode of the file it replaces; a new file gets the
+    usual ``0666 & ~umask``.
+    """
+    target = Path(path)
+    directory = target.parent
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    for _ in range(100):
+        temp = directory / (TEMP_PREFIX + secrets.token_hex(8))
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        except FileExistsError:
+            continue
+        break
+    else:  # pragma: no cover - 100 random collisions
+        raise OSError(f"could not create a temporary file in '{directory}'")
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    fsync_directory(directory)
+
+
+def render_index(data: dict[str, Any]) -> bytes:
+    """The exact bytes the original wrote for an index (no trailing newline)."""
+    return json.dumps(data, sort_keys=True, indent=4).encode("ascii")
+
+
+class CacheIndex(MutableMapping[str, Entry]):
+    """A dict-like view of one directory's ``cache.index``, loaded on construction.
+
+    Keys are the index keys (UUIDs, or expired names); values are entry dicts.
+    Changes stay in memory until :meth:`save`.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, load: bool = True) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / INDEX_FILENAME
+        self._entries: dict[str, Entry] = {}
+        #: Path the corrupt index was moved to, when :meth:`reload` had to recover.
+        self.recovered: Path | None = None
+        if load:
+            self.reload()
+
+    # -- loading and saving ---------------------------------------------------
+
+    def reload(self) -> None:
+        """(Re)read the file; missing means empty. See the module docstring for bad files."""
+        self._entries = {}
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise CacheError(f"Cannot read cache index '{self.path}': {exc.strerror}") from exc
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            self._quarantine(exc)
+            return
+        if not isinstance(data, dict):
+            log.warning(
+                "Cache index '%s' holds JSON that is not an object; ignoring it.", self.path
+            )
+            return
+        for key, entry in data.items():
+            if isinstance(entry, dict):
+                self._entries[key] = entry
+            else:
+                log.warning(
+                    "Cache index '%s': entry '%s' is not an object; dropping it.", self.path, key
+                )
+
+    def _quarantine(self, error: Exception) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.directory / f"{CORRUPT_PREFIX}{stamp}"
+        counter = 1
+        while os.path.lexists(target):
+            counter += 1
+            target = self.directory / f"{CORRUPT_PREFIX}{stamp}-{counter}"
+        try:
+            os.rename(self.path, target)
+        except OSError as exc:
+            raise CacheError(
+                f"Cache index '{self.path}' is corrupt ({error}) and could not be moved aside:"
+                f" {exc.strerror}"
+            ) from exc
+        fsync_directory(self.directory)
+        self.recovered = target
+        log.warning(
+            "Cache index '%s' is not valid JSON (%s); kept it as '%s' and starting with an"
+            " empty index.",
+            self.path,
+            error,
+            target,
+        )
+
+    def render(self) -> bytes:
+        """The bytes :meth:`save` would write."""
+        return render_index(self._entries)
+
+    def save(self) -> None:
+        """Write the index atomically; raise :class:`CacheError` on failure."""
+        try:
+            data = self.render()
+        except (TypeError, ValueError) as exc:
+            raise CacheError(f"Cannot serialise cache index '{self.path}': {exc}") from exc
+        try:
+            atomic_write_bytes(self.path, data)
+        except OSError as exc:
+            raise CacheError(f"Cannot write cache index '{self.path}': {exc}") from exc
+
+    # -- queries ----------------------------------------------------------------
+
+    def referenced_filenames(self) -> set[str]:
+        """Every ``filename`` named by an entry (strings only)."""
+        names = set()
+        for entry in self._entries.values():
+            name = entry.get("filename")
+            if isinstance(name, str):
+                names.add(name)
+        return names
+
+    def to_dict(self) -> dict[str, Entry]:
+        """A shallow copy of the entries."""
+        return dict(self._entries)
+
+    # -- MutableMapping -----------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Entry:
+        return self._entries[key]
+
+    def __setitem__(self, key: str, entry: Entry) -> None:
+        if not isinstance(key, str):
+            raise TypeError("cache index keys are strings")
+        if not isinstance(entry, dict):
+            raise TypeError("cache index entries are dicts")
+        self._entries[key] = entry
+
+    def __delitem__(self, key: str) -> None:
+        del self._entries[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"CacheIndex({str(self.directory)!r}, {len(self._entries)} entries)"

@@ -1,0 +1,157 @@
+"""One ``vmcatcher_cache`` at a time per cache directory.
+
+Two overlapping runs (a slow download still going when cron starts the next
+one) would download the same images twice, sweep each other's partial files
+and overwrite each other's ``cache.index``. DECISIONS "Cache and events": a
+second run waits for the first or exits with a clear message; it never
+corrupts anything.
+
+The lock is an ``fcntl.flock`` on ``<cache>/.vmcatcher.lock``:
+
+* the kernel drops it when the holder exits, however it exits, so there are
+  no stale locks to clean up and the file is never deleted (deleting a lock
+  file while others wait on it breaks mutual exclusion);
+* the name starts with a dot, so it is not a safe image name and the cache
+  sweep never touches it;
+* the holder writes its pid into it, only to name it in the message a
+  waiting run prints;
+* the descriptor is close-on-exec, so event handlers and their background
+  children never inherit (and so never prolong) the lock.
+
+:class:`CacheLockBase` is the small protocol a different implementation (for
+example a PostgreSQL advisory lock, for sites whose runs share a database but
+not a filesystem) would follow: ``acquire``/``release`` and a context manager.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from vmcatcher.errors import CacheError, CacheLockedError
+
+LOCK_FILENAME = ".vmcatcher.lock"
+_POLL_INTERVAL = 0.1
+
+
+class CacheLockBase(abc.ABC):
+    """Mutual exclusion for one cache; use as a context manager."""
+
+    @abc.abstractmethod
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`~vmcatcher.errors.CacheLockedError`.
+
+        Failures other than "held by someone else" raise its parent
+        :class:`~vmcatcher.errors.CacheError`.
+        """
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give the lock back; harmless if not held."""
+
+    @property
+    @abc.abstractmethod
+    def held(self) -> bool:
+        """True while this object holds the lock."""
+
+    def __enter__(self) -> CacheLockBase:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class CacheLock(CacheLockBase):
+    """An exclusive ``flock`` on ``<cache_dir>/.vmcatcher.lock``.
+
+    ``wait``: ``False`` (or 0) fails at once if another process holds the
+    lock; ``True`` waits as long as it takes; a number waits up to that many
+    seconds.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike[str], wait: bool | float = False) -> None:
+        self.cache_dir = Path(os.path.abspath(cache_dir))
+        self.path = self.cache_dir / LOCK_FILENAME
+        if wait is True:
+            self.wait: float | None = None  # forever
+        elif wait is False:
+            self.wait = 0.0
+        else:
+            if wait < 0:
+                raise ValueError("lock wait must not be negative")
+            self.wait = float(wait)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise CacheError(f"Cannot open lock file '{self.path}': {exc.strerror}") from exc
+        try:
+            self._lock(fd)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def _lock(self, fd: int) -> None:
+        deadline = None if self.wait is None else time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(
+                    fd, fcntl.LOCK_EX if deadline is None else fcntl.LOCK_EX | fcntl.LOCK_NB
+                )
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise CacheError(f"Cannot lock '{self.path}': {exc.strerror}") from exc
+            if deadline is None:  # pragma: no cover - a blocking flock only returns when held
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CacheLockedError(self._busy_message())
+            time.sleep(min(_POLL_INTERVAL, remaining))
+
+    def _busy_message(self) -> str:
+        message = f"Another vmcatcher_cache is running on '{self.cache_dir}' (pid {self._holder()})"
+        if self.wait:
+            message += f"; gave up after waiting {self.wait:g} seconds"
+        return message
+
+    def _holder(self) -> str:
+        try:
+            text = self.path.read_text(encoding="ascii", errors="replace").strip()
+        except OSError:
+            return "unknown"
+        return text if text.isdigit() else "unknown"
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"CacheLock({str(self.path)!r}, held={self.held})"
