@@ -1,0 +1,209 @@
+"""Open a vmcatcher database from a SQLAlchemy URL.
+
+Why this module exists: every command starts by opening ``VMCATCHER_RDBMS``
+(or ``-d``), and every one of them must fail the same way when it cannot —
+one line, naming the URL with the password masked, exit 1 — instead of
+dumping a SQLAlchemy traceback that might also show the password.
+
+Any SQLAlchemy URL works. SQLite is the common case and gets what a
+multi-process cron deployment needs, applied on every new connection:
+
+* ``journal_mode=WAL`` so ``vmcatcher_cache`` can read while
+  ``vmcatcher_subscribe -U`` writes;
+* ``busy_timeout`` of 30 s so concurrent runs wait instead of failing with
+  "database is locked";
+* ``foreign_keys=ON`` so the schema's ``ON DELETE CASCADE`` clauses are real
+  (the original never switched them on).
+
+A relative ``sqlite:///vmcatcher.db`` is resolved against the current working
+directory once, at open time, as the original did; later ``chdir`` calls do
+not move the database.
+
+Importing this module costs SQLAlchemy only; Alembic is imported by
+:mod:`vmcatcher.db.migrate` when (and only when) a migration is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from vmcatcher.errors import DatabaseError
+
+#: The default of every command when neither ``-d`` nor ``VMCATCHER_RDBMS`` is given.
+DEFAULT_URL = "sqlite:///vmcatcher.db"
+
+#: How long a SQLite connection waits for a lock held by another process.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_CREDENTIALS = re.compile(r"(?P<head>://[^/@:?#]*:)(?P<password>[^@/]*)(?P<at>@)")
+
+
+@dataclass
+class Database:
+    """An opened database: the engine plus a session factory bound to it.
+
+    ``session()`` returns a new :class:`~sqlalchemy.orm.Session` with
+    ``expire_on_commit=False`` so objects stay usable for output after commit.
+    ``session.begin()`` is also available (a session inside a transaction).
+    """
+
+    engine: Engine
+    url: URL
+    session: sessionmaker[Session] = field(repr=False)
+
+    @property
+    def masked_url(self) -> str:
+        """The URL as text with any password replaced by ``***``."""
+        return self.url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """Absolute path of a file-backed SQLite database, else ``None``."""
+        if not self.is_sqlite:
+            return None
+        return _sqlite_file(self.url)
+
+    @property
+    def is_sqlite_memory(self) -> bool:
+        """True for a private in-memory SQLite database (gone when the pool closes)."""
+        if not self.is_sqlite:
+            return False
+        database = self.url.database
+        return not database or database == ":memory:" or self.url.query.get("mode") == "memory"
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def mask_url(url: str | URL) -> str:
+    """Return *url* as text with its password replaced by ``***``.
+
+    Works on text SQLAlchemy cannot parse too, so error messages about a
+    malformed URL never leak a password either.
+    """
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return _CREDENTIALS.sub(r"\g<head>***\g<at>", url)
+
+
+def open_database(url: str, *, echo: bool = False) -> Database:
+    """Open the database at *url* and check that it can be used.
+
+    One connection is made straight away (and kept in the pool), so that an
+    unreachable server, an unreadable or corrupted file, or an unknown driver
+    fails here with :class:`~vmcatcher.errors.DatabaseError` rather than in
+    the middle of a command. The schema is not touched: call
+    :func:`vmcatcher.db.migrate.ensure_schema` next.
+    """
+    masked = mask_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception as error:
+        detail = _one_line(error, _password_in(url))
+        raise DatabaseError(f"Invalid database URL '{masked}': {detail}") from None
+
+    kwargs: dict[str, object] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        parsed = _absolute_sqlite_url(parsed)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    masked = mask_url(parsed)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except Exception as error:
+        raise DatabaseError(
+            f"Cannot open database '{masked}': {_one_line(error, parsed.password)}"
+        ) from None
+
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_on_connect)
+
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except Exception as error:
+        engine.dispose()
+        raise DatabaseError(
+            f"Cannot open database '{masked}': {_one_line(error, parsed.password)}"
+        ) from None
+
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    return Database(engine=engine, url=parsed, session=factory)
+
+
+def database_error(database: Database, action: str, error: BaseException) -> DatabaseError:
+    """Build the one-line DatabaseError for *action* failing on *database*."""
+    detail = _one_line(error, database.url.password)
+    return DatabaseError(f"Cannot {action} database '{database.masked_url}': {detail}")
+
+
+def _password_in(url: str) -> str | None:
+    match = _CREDENTIALS.search(url)
+    return match.group("password") if match and match.group("password") else None
+
+
+def _sqlite_on_connect(dbapi_connection: object, _record: object) -> None:
+    """Per-connection SQLite settings (see module docstring)."""
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        # Fails with "file is not a database" on a corrupted file: let it raise.
+        cursor.execute("PRAGMA journal_mode")
+        mode = cursor.fetchone()[0]
+        if mode not in ("wal", "memory"):
+            try:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            except Exception:
+                # A read-only directory cannot hold the -wal file; keep the old mode.
+                pass
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_file(url: URL) -> str | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if url.query.get("mode") == "memory":
+        return None
+    return database
+
+
+def _absolute_sqlite_url(url: URL) -> URL:
+    path = _sqlite_file(url)
+    if path is None or os.path.isabs(path):
+        return url
+    return url.set(database=os.path.abspath(path))
+
+
+def _one_line(error: BaseException, secret: str | None = None) -> str:
+    """The driver's own message on one line, without SQLAlchemy's boilerplate."""
+    inner: BaseException = error
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        inner = error.orig
+    text = str(inner).strip() or type(inner).__name__
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    text = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text)
+    if secret:
+        text = text.replace(secret, "***")
+    return text
