@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from vmcatcher.imagelist import ImageList, decode_image_list
-from vmcatcher.imagelist.checks import check_dates, check_endorser, check_identifier, uri_matches
+from vmcatcher.imagelist.checks import check_update
 from vmcatcher.trust import CrlPolicy, TrustStore, VerifiedMessage, verify_message
 from vmcatcher.uri import normalise_anonymous
 
@@ -50,12 +50,15 @@ def verify_list(
     """Verify and decode ``data``; raise the first failing check's typed error."""
     message = verify_message(data, store, crl_policy=crl_policy, now=now)
     image_list = decode_image_list(message.payload)
-    check_endorser(image_list, message)
-    if expected_uri is not None and not uri_matches(image_list, expected_uri):
+    uri_ok = check_update(
+        image_list,
+        message,
+        expected_identifier=expected_identifier,
+        expected_uri=expected_uri,
+        now=now,
+    )
+    if not uri_ok:
         log.warning("list hv:uri does not match subscription uri for '%s'", expected_identifier)
         log.info("Expected URI '%s'", expected_uri)
         log.info("Downloaded URI '%s'", normalise_anonymous(image_list.uri))
-    if expected_identifier is not None:
-        check_identifier(image_list, expected_identifier)
-    check_dates(image_list, now)
     return VerifiedList(data, message_hash(data), message, image_list)
