@@ -33,9 +33,13 @@ def resolve_crl_policy(args: argparse.Namespace):  # -> vmcatcher.trust.CrlPolic
 
 def load_configured_trust_store(args: argparse.Namespace):  # -> vmcatcher.trust.TrustStore
     """Resolve ``-c``/env/default and load the CA directory, with the original's message."""
+    from vmcatcher.errors import TrustStoreError
     from vmcatcher.trust import load_trust_store
 
     cert_dir = resolve_cert_dir(args.cert_dir)
     if not os.path.isdir(cert_dir):
         raise ConfigError(f"Invalid x509 trust store directory: {cert_dir}.")
-    return cert_dir, load_trust_store(cert_dir)
+    try:
+        return cert_dir, load_trust_store(cert_dir)
+    except TrustStoreError as error:
+        raise ConfigError(f"Invalid x509 trust store directory: {cert_dir}. ({error})") from None
