@@ -1,36 +1,47 @@
-"""vmcatcher_endorser end to end: the installed command on a fresh SQLite DB (spec §9, §16)."""
+"""vmcatcher_endorser end to end: the installed command on a fresh database (spec §9, §16).
+
+The database is :func:`tests.support.databases.test_database`: SQLite by
+default, a fresh PostgreSQL database in the second pass of ``make test``. The
+tests of the default ``sqlite:///vmcatcher.db`` are ``sqlite_only``.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
 from tests.support.commands import run
+from tests.support.databases import test_database
 
 DN = "/DC=org/DC=example/CN=Jane Doe"
 CA = "/DC=org/DC=example/CN=Example CA"
 
 
 @pytest.fixture
-def endorser(tmp_path):
+def db(tmp_path):
+    return test_database(tmp_path)
+
+
+@pytest.fixture
+def endorser(tmp_path, db):
     def call(*args, env=None):
+        env = {"VMCATCHER_RDBMS": db.url, **(env or {})}
         return run("vmcatcher_endorser", *args, cwd=tmp_path, env=env)
 
     return call
 
 
-def rows(tmp_path, sql):
-    with sqlite3.connect(tmp_path / "vmcatcher.db") as db:
-        return db.execute(sql).fetchall()
+def default_endorser(tmp_path, *args, env=None):
+    """The command with no database configured: ``sqlite:///vmcatcher.db`` in the cwd."""
+    return run("vmcatcher_endorser", *args, cwd=tmp_path, env=env)
 
 
-def test_no_arguments_is_an_error(endorser, tmp_path):
+def test_no_arguments_is_an_error(endorser, db):
     result = endorser()
     assert result.returncode == 1, result
     assert "ERROR:main:No actions selected" in result.stderr
-    assert not (tmp_path / "vmcatcher.db").exists()
+    assert not db.exists()
 
 
 def test_two_actions_are_an_error(endorser):
@@ -45,33 +56,43 @@ def test_unknown_option_is_a_usage_error(endorser):
     assert "Traceback" not in result.stderr
 
 
-def test_create_then_list(endorser, tmp_path):
+def test_create_then_list(endorser, db):
     created = endorser("-C", "-e", "E", "--dn", DN, "-I", CA)
     assert created.returncode == 0, created
-    assert "Defaulting DB connection to 'sqlite:///vmcatcher.db'" in endorser("-l", "-v").stderr
+    assert "Defaulting DB connection" not in endorser("-l", "-v").stderr
     listed = endorser("-l")
     assert listed.returncode == 0
     assert listed.stdout == f"'E'\t'{DN}'\t'{CA}'\n"
-    assert rows(tmp_path, "select identifier from endorser") == [("E",)]
+    assert db.sql("select identifier from endorser") == [("E",)]
 
 
-def test_same_dn_for_new_endorser_exits_12_and_leaves_nothing(endorser, tmp_path):
+@pytest.mark.sqlite_only
+def test_default_database_is_vmcatcher_db_in_the_cwd(tmp_path):
+    created = default_endorser(tmp_path, "-C", "-e", "E", "--dn", DN, "-I", CA)
+    assert created.returncode == 0, created
+    listed = default_endorser(tmp_path, "-l", "-v")
+    assert "Defaulting DB connection to 'sqlite:///vmcatcher.db'" in listed.stderr
+    assert listed.stdout == f"'E'\t'{DN}'\t'{CA}'\n"
+    assert (tmp_path / "vmcatcher.db").is_file()
+
+
+def test_same_dn_for_new_endorser_exits_12_and_leaves_nothing(endorser, db):
     assert endorser("-C", "-e", "E", "--dn", DN, "-I", CA).returncode == 0
     again = endorser("-C", "-e", "E2", "--dn", DN, "-I", CA)
     assert again.returncode == 12, again
     assert "Database integrity error while adding" in again.stderr
     assert "Traceback" not in again.stderr
-    assert rows(tmp_path, "select identifier from endorser") == [("E",)]
+    assert db.sql("select identifier from endorser") == [("E",)]
     assert endorser("-l").stdout == f"'E'\t'{DN}'\t'{CA}'\n"
 
 
-def test_same_dn_for_existing_endorser_also_fails_and_changes_nothing(endorser, tmp_path):
+def test_same_dn_for_existing_endorser_also_fails_and_changes_nothing(endorser, db):
     other = "/DC=org/CN=Other"
     assert endorser("-C", "-e", "E", "--dn", DN, "-I", CA).returncode == 0
     assert endorser("-C", "-e", "F", "--dn", other, "-I", CA).returncode == 0
     again = endorser("-C", "-e", "F", "--dn", "/DC=org/CN=New", "--dn", DN, "-I", CA)
     assert again.returncode == 12
-    assert rows(tmp_path, "select hv_dn from endorserPrincible order by id") == [(DN,), (other,)]
+    assert db.sql('select hv_dn from "endorserPrincible" order by id') == [(DN,), (other,)]
 
 
 def test_one_issuer_serves_several_subjects(endorser):
@@ -122,14 +143,14 @@ def test_list_json(endorser):
     assert out == json.dumps(json.loads(out), sort_keys=True, indent=4)
 
 
-def test_delete(endorser, tmp_path):
+def test_delete(endorser, db):
     endorser("-C", "-e", "E", "--dn", DN, "-I", CA)
     missing = endorser("-D", "-e", "nobody")
     assert missing.returncode == 0
     assert "Failed to find endorser 'nobody'." in missing.stderr
     assert endorser("-D", "-e", "E").returncode == 0
     assert endorser("-l").stdout == ""
-    assert rows(tmp_path, "select count(*) from endorserPrincible") == [(0,)]
+    assert db.count("endorserPrincible") == 0
 
 
 def test_link_unknown_subscription_warns(endorser):
@@ -157,7 +178,8 @@ def test_log_config_missing_names_the_env_path(endorser):
     assert "Logfile configuration file '/nonexistent/logger.conf' was not found." in result.stderr
 
 
-def test_log_config_file_is_used(endorser, tmp_path):
+@pytest.mark.sqlite_only
+def test_log_config_file_is_used(tmp_path):
     conf = tmp_path / "log.conf"
     conf.write_text(
         "[loggers]\nkeys=root\n[handlers]\nkeys=h\n[formatters]\nkeys=f\n"
@@ -165,7 +187,7 @@ def test_log_config_file_is_used(endorser, tmp_path):
         "[handler_h]\nclass=StreamHandler\nformatter=f\nargs=(sys.stderr,)\n"
         "[formatter_f]\nformat=CUSTOM %(levelname)s %(message)s\n"
     )
-    result = endorser("-l", "--log-config", str(conf))
+    result = default_endorser(tmp_path, "-l", "--log-config", str(conf))
     assert result.returncode == 0
     assert "CUSTOM INFO Defaulting DB connection" in result.stderr
 

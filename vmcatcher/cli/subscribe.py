@@ -25,11 +25,13 @@ from vmcatcher.cli.trust_options import (
 )
 from vmcatcher.errors import Code, ConfigError, UsageError, VmcatcherError
 from vmcatcher.logsetup import setup_logging
-from vmcatcher.settings import ENV_SUB_EVENT, resolve, resolve_format
+from vmcatcher.settings import ENV_FETCH_TIMEOUT, ENV_SUB_EVENT, resolve, resolve_format
 
 log = logging.getLogger("main")
 
 TRUST_ANCHORS = ("none", "browser", "igtf")
+DEFAULT_READ_TIMEOUT = 60.0
+MAX_CONNECT_TIMEOUT = 10.0
 NEWIMAGE_MODES = {"accept": 1, "subscribe": 3, "refuse": 0}
 
 DESCRIPTION = """\
@@ -125,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     parser.add_argument(
+        "--fetch-timeout", metavar="SECONDS",
+        help="give up on an image list server silent for this long (default 60; connecting: "
+        "at most 10); env VMCATCHER_FETCH_TIMEOUT",
+    )  # fmt: skip
+    parser.add_argument(
         "-x", "--execute", metavar="EVENT",
         help="shell command run for SubscriptionImageNew events; env VMCATCHER_SUB_EVENT",
     )  # fmt: skip
@@ -193,6 +200,20 @@ def _decorators(args: argparse.Namespace) -> dict:
     return found
 
 
+def _fetch_timeout(args: argparse.Namespace) -> tuple[float, float]:
+    """(connect, read) seconds for list downloads: ``--fetch-timeout``/env, default 60."""
+    value = resolve(args.fetch_timeout, ENV_FETCH_TIMEOUT, None)
+    if value is None:
+        return (MAX_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"Invalid fetch timeout '{value}': a number of seconds above 0")
+    return (min(MAX_CONNECT_TIMEOUT, seconds), seconds)
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
     if args.format is not None:
@@ -203,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("No actions selected")
     action = single_action(actions) if actions else None
     fmt = check_format(resolve_format(args.format))
+    fetch_timeout = _fetch_timeout(args)
 
     from vmcatcher.cli.database import open_configured_database
 
@@ -221,7 +243,13 @@ def run(args: argparse.Namespace) -> int:
     from vmcatcher.services.update import UpdateContext
 
     context = (
-        UpdateContext(store, crl_policy, cert_dir, on_new_image=_new_image_hook(events))
+        UpdateContext(
+            store,
+            crl_policy,
+            cert_dir,
+            on_new_image=_new_image_hook(events),
+            fetch_timeout=fetch_timeout,
+        )
         if store is not None
         else None
     )
@@ -292,6 +320,7 @@ def _subscribe(database, args, decorators, context) -> None:
             TrustAnchor.parse(decorators["trust_anchor"]) if "trust_anchor" in decorators else None
         ),
         update_mode=decorators.get("update_mode"),
+        fetch_timeout=context.fetch_timeout,
     )
     for url in args.subscribe:
         with database.session() as session:

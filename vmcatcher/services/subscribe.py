@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from vmcatcher.db.models import (
@@ -34,8 +34,9 @@ from vmcatcher.db.models import (
     SubscriptionAuth,
 )
 from vmcatcher.errors import EndorserMismatchError, UsageError
-from vmcatcher.fetch import TrustAnchor
-from vmcatcher.services.update import MODE_SUBSCRIBE
+from vmcatcher.fetch import DEFAULT_TIMEOUT, TrustAnchor
+from vmcatcher.services.queries import latest_list_instance
+from vmcatcher.services.update import MODE_SUBSCRIBE, RELOAD_CACHE
 from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import utcnow
 from vmcatcher.trust import CrlPolicy, TrustStore, dn_equal
@@ -54,6 +55,7 @@ class SubscribeOptions:
     password: str | None = None
     trust_anchor: TrustAnchor | None = None
     update_mode: int | None = None
+    fetch_timeout: tuple[float, float] = DEFAULT_TIMEOUT  # (connect, read) seconds
 
 
 def subscribe(session: Session, url: str, options: SubscribeOptions) -> Subscription:
@@ -70,6 +72,7 @@ def subscribe(session: Session, url: str, options: SubscribeOptions) -> Subscrip
         password=password or None,
         trust_anchor=trust_anchor,
         ca_dir=options.ca_dir,
+        timeout=options.fetch_timeout,
     )
     verified = verify_list(data, options.store, crl_policy=options.crl_policy, now=utcnow())
     try:
@@ -97,6 +100,8 @@ def _store_subscription(
     existing = session.scalars(select(Subscription).where(Subscription.uri == uri)).first()
     if existing is not None:
         log.info("Already subscribed to '%s' as '%s'.", uri, existing.identifier)
+        if options.update_mode is not None:
+            _set_update_mode(session, existing, options.update_mode)
         return existing
     clash = session.scalars(
         select(Subscription).where(Subscription.identifier == image_list.identifier)
@@ -121,16 +126,18 @@ def _store_subscription(
     session.add(sub)
     session.add(SubscriptionAuth(subscription=sub, endorser=endorser, authorised=True))
     cache = 1 if update_mode & MODE_SUBSCRIBE else 0
-    identifiers = {image.identifier for image in image_list.images}
+    identifiers = sorted({image.identifier for image in image_list.images})
     owned = set()
     for start in range(0, len(identifiers), 500):
-        chunk = sorted(identifiers)[start : start + 500]
+        chunk = identifiers[start : start + 500]
         owned.update(
             session.scalars(
                 select(ImageDefinition.identifier).where(ImageDefinition.identifier.in_(chunk))
             )
         )
+    session.flush()  # the subscription's id, for the bulk insert below
     seen: set[str] = set()
+    rows = []
     for image in image_list.images:
         if image.identifier in seen:
             continue
@@ -142,11 +149,29 @@ def _store_subscription(
                 sub.identifier,
             )
             continue
-        session.add(
-            ImageDefinition(identifier=image.identifier, cache=cache, latest=0, subscription=sub)
+        rows.append(
+            {"identifier": image.identifier, "cache": cache, "latest": 0, "subscription": sub.id}
         )
-    session.flush()
+    if rows:  # one executemany on the table: a list of 100,000 images subscribes in seconds
+        session.execute(insert(ImageDefinition.__table__), rows)
+        session.expire(sub, ["image_definitions"])
     return sub
+
+
+def _set_update_mode(session: Session, sub: Subscription, mode: int) -> None:
+    """``--imagelist-newimage-*`` with ``-s`` on a subscription that already exists.
+
+    Applied as for a new one (spec §6.4 step 9, §6.9): the mode is stored, the next
+    update re-imports the current list, and mode 3 subscribes every known image.
+    """
+    sub.update_mode = mode
+    latest = latest_list_instance(session, sub)
+    if latest is not None:
+        latest.data_hash = RELOAD_CACHE
+    if mode & MODE_SUBSCRIBE:
+        for definition in sub.image_definitions:
+            definition.cache = 1
+    session.flush()
 
 
 def _find_or_create_endorser(
