@@ -1,0 +1,471 @@
+"""Fetch one image list: bytes in, bytes out, with limits and timeouts.
+
+The original fetcher (behaviour-spec §5) never verified HTTPS servers (the trust-anchor
+setting was silently ignored), had no HTTPS timeout, did not follow redirects, dropped
+query strings and the port, and crashed on a refused connection. Here:
+
+* the trust anchor is honoured: ``none`` (no verification; a WARNING when credentials are
+  sent), ``browser`` (the system CA bundle), ``igtf`` (the Grid CA directory, used as an
+  OpenSSL ``capath``: its ``<hash>.0`` files are exactly that format);
+* every request has connect and read timeouts and :func:`fetch_list` a total time budget;
+* redirects are followed by hand, at most :data:`MAX_REDIRECTS`, never to a non-http(s)
+  scheme, without reading redirect bodies, and credentials are only sent to the origin
+  they were given for;
+* the body is read in bounded chunks and abandoned as soon as it exceeds the size limit;
+* ``Accept-Encoding: identity`` and no decoding: the bytes verified are the bytes stored;
+* ``requests`` does not read ``~/.netrc`` or the CA-bundle env vars behind our back
+  (``trust_env`` off); proxies from the environment are still honoured;
+* every failure is a :class:`~vmcatcher.errors.FetchError` (exit/result code 10) with a
+  one-line reason naming the URL (password masked). An HTTP status is part of the text,
+  never an exit code.
+
+This module knows nothing about the database or the command line. ``requests`` is
+imported lazily so that commands that never fetch start fast. :class:`HTTPStream` and
+:func:`open_http` are shared with :mod:`vmcatcher.cache.download` (image files).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import logging
+import os
+import socket
+import ssl
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from enum import IntEnum
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urljoin, urlsplit
+
+from vmcatcher import __version__
+from vmcatcher.errors import FetchError, InvalidURIError, UsageError
+from vmcatcher.uri import mask_password, parse, split_credentials
+
+if TYPE_CHECKING:
+    import requests
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
+DEFAULT_MAX_LIST_BYTES = 64 * MiB  # 100,000 images take about 45 MB
+DEFAULT_LIST_TOTAL_TIMEOUT = 300.0
+MAX_REDIRECTS = 10
+USER_AGENT = f"vmcatcher/{__version__}"
+HTTP_SCHEMES = ("http", "https")
+_READ_CHUNK = 256 * 1024
+
+Timeout = tuple[float, float]
+Verify = bool | str
+
+
+class TrustAnchor(IntEnum):
+    """How the HTTPS server of an image list is authenticated (``subscription.trustAnchor``)."""
+
+    NONE = 0
+    BROWSER = 1
+    IGTF = 2
+
+    @property
+    def label(self) -> str:
+        """The name shown by ``-l``/``-i`` output: ``None``, ``Browser`` or ``IGTF``."""
+        return _LABELS[self]
+
+    @classmethod
+    def parse(cls, text: str) -> TrustAnchor:
+        """``none``/``browser``/``igtf`` (any case) -> member; anything else -> UsageError."""
+        key = text.strip().lower() if isinstance(text, str) else ""
+        for member in cls:
+            if member.label.lower() == key:
+                return member
+        raise UsageError(f"Invalid trust anchor value {text!r}: allowed 'none', 'browser', 'igtf'")
+
+
+_LABELS = {TrustAnchor.NONE: "None", TrustAnchor.BROWSER: "Browser", TrustAnchor.IGTF: "IGTF"}
+
+
+class TransportFailure(Exception):
+    """Internal: a request failed; ``str()`` is a short reason without the URL.
+
+    :func:`fetch_list` and :func:`vmcatcher.cache.download.download_image` turn it into
+    their own typed error, adding the URL.
+    """
+
+
+# --- TLS trust -------------------------------------------------------------------------
+
+
+def system_ca_bundle() -> str:
+    """Path of the CA bundle used for ``browser`` verification.
+
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` when set (what administrators of
+    requests-based tools expect), else OpenSSL's default CA file (honours
+    ``SSL_CERT_FILE``; the distribution's trust store, where sites add local CAs), else
+    certifi's bundle as shipped with requests.
+    """
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        value = os.environ.get(variable)
+        if value and os.path.exists(value):
+            return value
+    default = ssl.get_default_verify_paths().cafile
+    if default and os.path.isfile(default):
+        return default
+    import certifi  # installed with requests
+
+    return certifi.where()
+
+
+def tls_verify_for(trust_anchor: TrustAnchor | int, ca_dir: str | Path | None) -> Verify:
+    """The ``verify`` value for requests: False, a CA bundle file, or a CA directory."""
+    try:
+        anchor = TrustAnchor(trust_anchor)
+    except ValueError:
+        raise FetchError(f"invalid trust anchor {trust_anchor!r}") from None
+    if anchor is TrustAnchor.NONE:
+        return False
+    if anchor is TrustAnchor.BROWSER:
+        return system_ca_bundle()
+    if ca_dir is None:
+        raise FetchError("trust anchor IGTF needs a CA directory")
+    if not os.path.isdir(ca_dir):
+        raise FetchError(f"CA directory '{ca_dir}' does not exist")
+    return str(ca_dir)
+
+
+# --- HTTP plumbing shared with image downloads ---------------------------------------
+
+
+def _requests() -> Any:
+    """Import requests on first use; silence urllib3's per-request insecure warning.
+
+    We log our own WARNING (once per fetch, with the URL) when verification is off.
+    """
+    import requests
+    import urllib3
+
+    # re-added each time (no duplicates): callers such as test runners reset filters
+    warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    return requests
+
+
+@functools.cache
+def _session_class() -> type[requests.Session]:
+    """A Session that never follows (or pre-reads) redirects itself.
+
+    Even with ``allow_redirects=False`` requests prepares ``response.next`` by reading the
+    *whole* redirect body into memory: a hostile server could send an endless one.
+    :func:`open_http` follows redirects itself and never reads their bodies.
+    """
+    requests = _requests()
+
+    class _Session(requests.Session):  # type: ignore[misc,name-defined]
+        def resolve_redirects(self, *args: object, **kwargs: object) -> Iterator[Any]:
+            return iter(())
+
+    return _Session
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _may_send_credentials(original: str, current: str) -> bool:
+    """Credentials go to the origin they were given for, or its http->https upgrade."""
+    first, now = _origin(original), _origin(current)
+    if first == now:
+        return True
+    return first[0] == "http" and now[0] == "https" and first[1] == now[1] and first[2] == 80
+
+
+class HTTPStream:
+    """An open HTTP response whose body is read in bounded pieces.
+
+    ``read1(n)`` returns at most ``n`` bytes, as soon as some are available (so time
+    budgets can be checked between reads), ``b""`` at the end. Failures while reading
+    raise :class:`TransportFailure`. Use as a context manager.
+    """
+
+    def __init__(
+        self, session: requests.Session, response: requests.Response, timeout: Timeout
+    ) -> None:
+        self._session = session
+        self._response = response
+        self._timeout = timeout
+        self.url: str = response.url
+        self.status: int = response.status_code
+        self.reason: str = response.reason or ""
+        self.headers: Mapping[str, str] = response.headers
+
+    @property
+    def content_length(self) -> int | None:
+        """The declared body length, or None when absent or unparsable."""
+        value = self.headers.get("Content-Length", "")
+        return int(value) if value.strip().isdigit() else None
+
+    def read1(self, amount: int) -> bytes:
+        import urllib3
+
+        try:
+            data = self._response.raw.read1(amount, decode_content=False)
+        except (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException) as error:
+            raise TransportFailure(describe_transport_error(error, self._timeout)) from error
+        return data or b""
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        while chunk := self.read1(chunk_size):
+            yield chunk
+
+    def close(self) -> None:
+        self._response.close()
+        self._session.close()
+
+    def __enter__(self) -> HTTPStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_http(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    auth: tuple[str, str] | None = None,
+    verify: Verify = True,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    max_redirects: int = MAX_REDIRECTS,
+) -> HTTPStream:
+    """GET ``url`` (http/https), following redirects by hand; return the final response.
+
+    Any status is returned (the caller decides what it accepts) except redirects, which
+    are followed. Raises :class:`TransportFailure` on connection, TLS, timeout or
+    redirect problems. ``url`` must not carry credentials (pass ``auth``).
+    """
+    requests = _requests()
+    session = _session_class()()
+    session.trust_env = False  # no ~/.netrc, no env CA bundle overriding `verify`
+    session.headers.update(
+        {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*"}
+    )
+    current, visited = url, {url}
+    try:
+        for _ in range(max_redirects + 1):
+            response = session.get(
+                current,
+                headers=dict(headers or {}),
+                auth=auth if auth and _may_send_credentials(url, current) else None,
+                verify=verify,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=False,
+                proxies=requests.utils.get_environ_proxies(current),
+            )
+            target = session.get_redirect_target(response)
+            if target is None:
+                return HTTPStream(session, response, timeout)
+            response.close()  # never read a redirect's body
+            current = _next_hop(current, target, visited)
+        raise TransportFailure(f"too many redirects (more than {max_redirects})")
+    except TransportFailure:
+        session.close()
+        raise
+    except (requests.exceptions.RequestException, OSError, ValueError) as error:
+        session.close()
+        raise TransportFailure(describe_transport_error(error, timeout)) from error
+
+
+def _next_hop(current: str, location: str, visited: set[str]) -> str:
+    try:
+        target, _, _ = split_credentials(urljoin(current, location))
+        parse(target)
+    except (InvalidURIError, ValueError) as error:
+        raise TransportFailure(f"redirect to an invalid URL: {error}") from None
+    scheme = urlsplit(target).scheme
+    if scheme not in HTTP_SCHEMES:
+        raise TransportFailure(
+            f"redirect to a {scheme or 'relative'}: URL refused ({mask_password(target)})"
+        )
+    if target in visited:
+        raise TransportFailure(f"redirect loop at {mask_password(target)}")
+    if urlsplit(current).scheme == "https" and scheme == "http":
+        log.warning("Redirected from https to plain http: %s", mask_password(target))
+    visited.add(target)
+    return target
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what it wraps (urllib3 ``reason``, ``args[0]``, ``__cause__``...)."""
+    seen: set[int] = set()
+    todo = [error]
+    while todo and len(seen) < 20:
+        item = todo.pop(0)
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        for nested in (
+            getattr(item, "reason", None),
+            item.args[0] if item.args else None,
+            item.__cause__,
+            item.__context__,
+        ):
+            if isinstance(nested, BaseException):
+                todo.append(nested)
+
+
+def describe_transport_error(error: BaseException, timeout: Timeout | None = None) -> str:
+    """A short, one-line reason for a network failure ("connection refused", ...)."""
+    import requests
+    import urllib3.exceptions as u3
+
+    chain = list(_causes(error))
+    connect_s = f" after {timeout[0]:g} s" if timeout else ""
+    read_s = f" after {timeout[1]:g} s without data" if timeout else ""
+
+    def first(*types: type[BaseException]) -> BaseException | None:
+        return next((item for item in chain if isinstance(item, types)), None)
+
+    if first(ConnectionRefusedError):
+        return "connection refused"
+    dns = first(socket.gaierror)
+    if dns is not None:
+        return f"cannot resolve host name: {dns.strerror or dns}"
+    # urllib3's NewConnectionError subclasses ConnectTimeoutError: not a timeout
+    if first(requests.exceptions.ConnectTimeout) or any(
+        isinstance(item, u3.ConnectTimeoutError) and not isinstance(item, u3.NewConnectionError)
+        for item in chain
+    ):
+        return f"timed out connecting{connect_s}"
+    if first(requests.exceptions.ReadTimeout, u3.ReadTimeoutError, TimeoutError):
+        return f"timed out reading{read_s}"
+    tls = first(ssl.SSLError)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {tls.verify_message}"
+    if tls is not None:
+        return f"TLS error: {tls.reason or tls}"
+    if first(u3.IncompleteRead, http.client.IncompleteRead):
+        return "connection closed before the end of the body"
+    if first(ConnectionResetError, BrokenPipeError):
+        return "connection reset by the server"
+    if first(http.client.LineTooLong):
+        return "malformed response: header line too long"
+    if any(
+        "got more than" in str(item)
+        for item in chain
+        if isinstance(item, http.client.HTTPException)
+    ):
+        return "malformed response: too many header lines"
+    problem = first(http.client.HTTPException, u3.ProtocolError)
+    root = problem if problem is not None else chain[-1]
+    text = " ".join(str(root).split()) or type(root).__name__
+    return f"{type(root).__name__}: {text}"[:300]
+
+
+# --- the public entry point --------------------------------------------------------------
+
+
+def _fail(url: str, reason: str) -> FetchError:
+    return FetchError(f"cannot fetch {mask_password(url)}: {reason}")
+
+
+def _read_file(url: str, max_bytes: int) -> bytes:
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise _fail(url, f"file URL names another host ({parts.netloc!r})")
+    path = unquote(parts.path)
+    if not path:
+        raise _fail(url, "path not defined")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise _fail(url, "file does not exist") from None
+    except IsADirectoryError:
+        raise _fail(url, "is a directory") from None
+    except OSError as error:
+        raise _fail(url, f"cannot read file: {error.strerror or error}") from None
+    if len(data) > max_bytes:
+        raise _fail(url, f"too large: more than {max_bytes} bytes")
+    return data
+
+
+def _read_body(stream: HTTPStream, url: str, max_bytes: int, deadline: float | None) -> bytes:
+    declared = stream.content_length
+    if declared is not None and declared > max_bytes:
+        raise _fail(url, f"too large: server announces {declared} bytes, limit {max_bytes}")
+    body = bytearray()
+    try:
+        while chunk := stream.read1(min(_READ_CHUNK, max_bytes + 1 - len(body))):
+            body += chunk
+            if len(body) > max_bytes:
+                raise _fail(url, f"too large: more than {max_bytes} bytes")
+            if deadline is not None and time.monotonic() > deadline:
+                raise _fail(url, "took longer than the total time allowed")
+    except TransportFailure as failure:
+        raise _fail(url, f"{failure} (after {len(body)} bytes)") from failure
+    if declared is not None and len(body) != declared:
+        raise _fail(url, f"connection closed after {len(body)} of {declared} bytes")
+    return bytes(body)
+
+
+def fetch_list(
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    trust_anchor: TrustAnchor | int = TrustAnchor.BROWSER,
+    ca_dir: str | Path | None = None,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_LIST_BYTES,
+    total_timeout: float | None = DEFAULT_LIST_TOTAL_TIMEOUT,
+) -> bytes:
+    """Return the bytes of the image list at ``url`` (``file://``, ``http://``, ``https://``).
+
+    ``username``/``password`` override the ones embedded in the URL, each when non-empty
+    (as the original applied DB values over the URL); Basic auth is sent only when both
+    resulting parts are non-empty. ``timeout`` is (connect, read) seconds per socket
+    operation; ``total_timeout`` bounds the whole transfer. The trust anchor applies to
+    an ``http://`` URL too, since it may redirect to https. Raises FetchError.
+    """
+    try:
+        parse(url)
+    except InvalidURIError as error:
+        raise FetchError(str(error)) from None
+    plain_url, url_user, url_password = split_credentials(url)
+    scheme = urlsplit(plain_url).scheme
+    if scheme == "file":
+        return _read_file(plain_url, max_bytes)
+    if scheme not in HTTP_SCHEMES:
+        raise _fail(url, f"unsupported scheme {scheme or '(none)'!r}")
+
+    verify = tls_verify_for(trust_anchor, ca_dir)  # also for an http URL: it may redirect
+    user, secret = username or url_user, password or url_password
+    auth = (user, secret) if user and secret else None
+    if auth and scheme == "http":
+        log.warning("Sending credentials over plain http (not encrypted) to %s", plain_url)
+    elif auth and verify is False:
+        log.warning(
+            "Sending credentials to %s without TLS verification (trust anchor 'none')",
+            plain_url,
+        )
+    log.debug("Fetching %s (verify=%s)", plain_url, verify)
+
+    deadline = None if total_timeout is None else time.monotonic() + total_timeout
+    try:
+        with open_http(plain_url, auth=auth, verify=verify, timeout=timeout) as stream:
+            if stream.status != 200:
+                raise _fail(url, f"HTTP {stream.status} {stream.reason}".rstrip())
+            return _read_body(stream, url, max_bytes, deadline)
+    except TransportFailure as failure:
+        raise _fail(url, str(failure)) from failure
