@@ -11,7 +11,11 @@ image found by the sha512 check is moved to ``expired/`` with Expire events
 (not silently deleted); partial downloads that are no longer wanted are
 dropped; a failed expiry still saves the indexes and fires ``ProcessPostfix``
 (and the run exits 1); downloads stream, verify while writing, resume, and
-never run a shell.
+never run a shell. Names are checked before they are used: an identifier that
+is not a safe file name, or that names one of our nested directories
+(``partial``, ``expired``), is ignored with an ERROR, and index entries whose
+key or ``filename`` could not be one of our files are dropped at start-up, so
+they never become paths nor reach a handler as ``VMCATCHER_EVENT_FILENAME``.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from sqlalchemy.orm import Session
 
 from vmcatcher.cache.download import DownloadResult, download_image, install_file
 from vmcatcher.cache.layout import CacheLayout, Role
+from vmcatcher.cache.recovery import recover_interrupted_moves
 from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstance, Subscription
 from vmcatcher.errors import CacheError, CacheFileMissingError, VmcatcherError
 from vmcatcher.events import EventRunner
-from vmcatcher.names import UnsafeNameError, is_safe_name
+from vmcatcher.names import UnsafeNameError
 from vmcatcher.services.availability import available_query
 from vmcatcher.timeutil import utcnow
 
@@ -89,14 +94,19 @@ class CacheRun:
     session: Session
     options: CacheOptions
     now: datetime = field(default_factory=utcnow)
+    _wanted: dict[str, _Wanted] | None = field(default=None, init=False, repr=False)
 
     def run(self) -> int:
         """Run the selected actions; return the exit code (0, or 1 when expiry failed)."""
+        recovered = recover_interrupted_moves(self.layout)  # before the sweep deletes them
         for role in Role:
             self.layout.sweep(role)
         self.layout.load_indexes()
+        self._drop_unusable_entries()
         events = self.options.events
         events.fire("ProcessPrefix")
+        for event_type, metadata in recovered:
+            events.fire(event_type, metadata)
         rc = 0
         if EXPIRE in self.options.actions and not self.expire():
             log.error("Failed to expire old images")
@@ -105,26 +115,36 @@ class CacheRun:
             self.check()
         if DOWNLOAD in self.options.actions:
             self.download()
-        self.layout.save()
         if self.options.expired_max_count is not None or self.options.expired_max_age_days:
             self.layout.prune_expired(
                 max_count=self.options.expired_max_count,
                 max_age_days=self.options.expired_max_age_days,
             )
+        self.layout.save()  # after pruning, so expired/cache.index matches the files
         events.fire("ProcessPostfix")
         return rc
 
     # --- what should be cached ------------------------------------------------------
 
     def wanted(self) -> dict[str, _Wanted]:
-        """Every subscribed, available image, keyed by UUID, with its index entry."""
+        """Every subscribed, available image, keyed by UUID, with its index entry.
+
+        Computed once per run (the database does not change during a run), so
+        a refused identifier is reported once.
+        """
+        if self._wanted is None:
+            self._wanted = self._query_wanted()
+        return self._wanted
+
+    def _query_wanted(self) -> dict[str, _Wanted]:
         query = available_query(self.now).where(ImageDefinition.cache == 1)
         decoded: dict[int, tuple[dict, dict[str, dict]]] = {}
         found: dict[str, _Wanted] = {}
         for sub, definition, instance, image in self.session.execute(query):
-            if not is_safe_name(definition.identifier):
-                log.error("Image identifier %r is not a safe file name; ignored.",
-                          definition.identifier)  # fmt: skip
+            problem = self._name_problem(definition.identifier, Role.CACHE, Role.PARTIAL)
+            if problem:
+                log.error("Image identifier %r cannot be used: %s; ignored.",
+                          definition.identifier, problem)  # fmt: skip
                 continue
             if instance.id not in decoded:
                 decoded[instance.id] = _list_fields(instance)
@@ -132,6 +152,33 @@ class CacheRun:
             entry = index_entry(sub, definition, instance, image, list_metadata, images)
             found[definition.identifier] = _Wanted(definition.identifier, entry)
         return found
+
+    def _name_problem(self, name: object, *roles: Role) -> str | None:
+        """Why ``name`` cannot name a file in these roles' directories (None if it can)."""
+        if not isinstance(name, str):
+            return f"{name!r} is not a safe file name"
+        for role in roles:
+            try:
+                self.layout.path(role, name)
+            except UnsafeNameError as error:
+                return str(error)
+        return None
+
+    def _drop_unusable_entries(self) -> None:
+        """Forget index entries whose key or file name could not be one of our files.
+
+        Such an entry was written by hand or by something else: acting on it would
+        use it as a path, and its events would hand it to handlers as a file name.
+        """
+        for role in Role:
+            index = self.layout.index(role)
+            for key, entry in list(index.items()):
+                problem = self._name_problem(key, role) or self._name_problem(
+                    entry.get("filename", key), role
+                )
+                if problem:
+                    log.error("Dropping entry %r of the %s index: %s.", key, role.value, problem)
+                    del index[key]
 
     # --- expire -------------------------------------------------------------------------
 
@@ -168,7 +215,7 @@ class CacheRun:
         except (CacheError, UnsafeNameError) as error:
             log.error("Failed to move file %s to expired directory: %s", uuid, error)
             ok = False
-        self.layout.save(Role.CACHE, Role.EXPIRED)
+        self.layout.save(Role.EXPIRED, Role.CACHE)  # gaining index first: see cache.recovery
         self.options.events.fire("ExpirePostfix", entry)
         return ok
 
@@ -186,7 +233,11 @@ class CacheRun:
                 log.error("Image '%s' is missing from the cache directory.", uuid)
                 del self.layout.cache_index[uuid]
                 continue
-            size, digest = file_size_and_sha512(path)
+            try:
+                size, digest = file_size_and_sha512(path)
+            except OSError as error:
+                log.error("Image '%s' cannot be read: %s", uuid, error.strerror or error)
+                continue
             problem = None
             if str(size) != str(entry.get("size", entry.get("hv:size"))):
                 problem = f"Image '{uuid}' size incorrect."
@@ -213,7 +264,12 @@ class CacheRun:
         for uuid, target in wanted.items():
             cached = cache_index.get(uuid)
             if cached is not None and _same_image(cached, target.entry):
-                continue
+                if not self._cached_file_missing(uuid, cached):
+                    continue
+                log.warning(
+                    "Image '%s' is missing from the cache directory; downloading it again.", uuid
+                )
+                del cache_index[uuid]
             if self._register_try(target):
                 todo.append(target)
         self.layout.save(Role.PARTIAL)
@@ -228,6 +284,14 @@ class CacheRun:
             for future in as_completed(futures):
                 self._finish(futures[future], future)
         bars.close()
+
+    def _cached_file_missing(self, uuid: str, entry: dict[str, Any]) -> bool:
+        """The index says cached, but the file is gone (a handler or an admin removed it)."""
+        try:
+            path = self.layout.path(Role.CACHE, str(entry.get("filename", uuid)))
+        except UnsafeNameError:
+            return False
+        return not path.is_file()
 
     def _register_try(self, target: _Wanted) -> bool:
         """Count a download attempt for this list version; False after too many."""
@@ -290,14 +354,15 @@ class CacheRun:
         self.options.events.fire("AvailablePrefix", announced)
         try:
             install_file(result.path, self.layout.path(Role.CACHE, uuid))
-        except OSError as error:
+        except (VmcatcherError, OSError) as error:
             log.error("Failed to Move file '%s' into the enbdorsed directory: %s", uuid, error)
+            self.layout.save(Role.PARTIAL)
             return
         entry = dict(target.entry)
         entry["filename"] = uuid
         self.layout.cache_index[uuid] = entry
         partial_index.pop(uuid, None)
-        self.layout.save(Role.PARTIAL, Role.CACHE)
+        self.layout.save(Role.CACHE, Role.PARTIAL)  # gaining index first: see cache.recovery
         log.info("moved file %s", uuid)
         self.options.events.fire("AvailablePostfix", entry)
 
