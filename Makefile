@@ -6,8 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+# The throw-away PostgreSQL server of the second test pass (tests/support/postgres.py).
+PGTEST := $(BIN)/python -m tests.support.postgres
 
-.PHONY: test demo lint format bench system-deps venv clean
+.PHONY: test test-sqlite test-postgresql postgres-start postgres-stop demo lint format bench \
+	system-deps venv clean
 
 ## Install what building M2Crypto needs (swig, libssl-dev, a compiler, Python headers).
 system-deps:
@@ -31,11 +34,33 @@ $(STAMP): setup.py pyproject.toml
 
 venv: $(STAMP)
 
-## Lint, format check and the whole test suite.
+## Lint, format check, the whole suite on SQLite, then the database tests again on PostgreSQL.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory test-sqlite
+	@$(MAKE) --no-print-directory test-postgresql
+
+test-sqlite: $(STAMP)
+	@echo "===== test pass 1/2: the whole suite on SQLite ====="
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+## Tests marked `db` against a fresh PostgreSQL server (apt-installed if missing, always stopped).
+test-postgresql: $(STAMP)
+	@echo "===== test pass 2/2: the database tests (-m db) on PostgreSQL ====="
+	@set -e; \
+	state=".pgtest/make-$$$$.json"; \
+	trap '$(PGTEST) stop --state "$$state"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	url="$$($(PGTEST) start --state "$$state")"; \
+	VMCATCHER_TEST_DATABASE="$$url" $(BIN)/pytest -n 2 -m db $(PYTEST_ARGS)
+
+## A PostgreSQL test server for running tests by hand; prints its URL for VMCATCHER_TEST_DATABASE.
+postgres-start: $(STAMP)
+	@$(PGTEST) start
+
+postgres-stop: $(STAMP)
+	@$(PGTEST) stop
 
 ## The main job end to end on an embedded default (SQLite, a local test CA and list server).
 demo: $(STAMP)

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from tests.support.databases import test_database_url
 from vmcatcher.db import (
     Deleted,
     Endorser,
@@ -26,6 +27,8 @@ from vmcatcher.db import (
     delete_subscription_auth,
     prepare_database,
 )
+
+pytestmark = pytest.mark.db
 
 NOW = datetime(2024, 5, 1, 12, 0, 0)
 
@@ -160,15 +163,20 @@ def build_world(session: Session) -> World:
     )  # fmt: skip
 
 
-@pytest.fixture(params=["foreign_keys_on", "foreign_keys_off"])
+@pytest.fixture(params=["our_engine", "bare_engine"])
 def session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session]:
-    """A session on our engine (FKs on), or on a bare engine like an old tool's (FKs off)."""
-    url = f"sqlite:///{tmp_path / 'vmcatcher.db'}"
-    database = prepare_database(url)
-    engine = database.engine if request.param == "foreign_keys_on" else create_engine(url)
+    """A session on our engine, or on a bare engine like an old tool's.
+
+    On SQLite the bare engine has foreign keys off, so only our explicit deletes
+    keep the rows consistent; PostgreSQL always enforces them.
+    """
+    database = prepare_database(test_database_url(tmp_path))
+    ours = request.param == "our_engine"
+    engine = database.engine if ours else create_engine(database.url)
     with Session(engine) as session:
-        enabled = session.connection().exec_driver_sql("PRAGMA foreign_keys").scalar()
-        assert enabled == (request.param == "foreign_keys_on")
+        if database.is_sqlite:
+            enabled = session.connection().exec_driver_sql("PRAGMA foreign_keys").scalar()
+            assert enabled == ours
         yield session
     engine.dispose()
     database.close()
@@ -310,7 +318,7 @@ def test_objects_loaded_before_a_delete_stay_correct_after_the_session_closes(
     tmp_path: Path,
 ) -> None:
     """With the commands' sessions (expire_on_commit=False) nothing is left stale or expired."""
-    database = prepare_database(f"sqlite:///{tmp_path / 'vmcatcher.db'}")
+    database = prepare_database(test_database_url(tmp_path))
     try:
         with database.session() as session:
             w = build_world(session)

@@ -120,6 +120,28 @@ def test_unreachable_server_masks_the_password() -> None:
     assert_one_line_error(caught.value, shows="admin:***@127.0.0.1:1", hides="hunter2")
 
 
+def test_plain_postgresql_url_uses_psycopg_when_psycopg2_is_missing() -> None:
+    """Without psycopg2 the plain form would fail with 'No module named psycopg2'."""
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed here: SQLAlchemy's default driver is used as is")
+    url = "postgresql://admin:hunter2@127.0.0.1:1/vmcatcher?connect_timeout=5"
+    with pytest.raises(DatabaseError) as caught:
+        open_database(url)
+    message = assert_one_line_error(
+        caught.value, shows="'postgresql+psycopg://admin:***@127.0.0.1:1/", hides="hunter2"
+    )
+    assert "psycopg2" not in message and "Connection refused" in message
+
+
+def test_explicit_postgresql_driver_is_kept() -> None:
+    url = "postgresql+psycopg2://admin:hunter2@127.0.0.1:1/vmcatcher"
+    with pytest.raises(DatabaseError) as caught:
+        open_database(url)
+    assert_one_line_error(caught.value, shows="postgresql+psycopg2://admin:***@", hides="hunter2")
+
+
 def test_directory_path_is_a_database_error(tmp_path: Path) -> None:
     with pytest.raises(DatabaseError) as caught:
         open_database(f"sqlite:///{tmp_path}")

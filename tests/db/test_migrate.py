@@ -1,4 +1,9 @@
-"""Schema creation and upgrades: old databases open with every row intact."""
+"""Schema creation and upgrades: old databases open with every row intact.
+
+Tests marked ``db`` run on every backend (SQLite, then PostgreSQL in the
+second pass of ``make test``); the ones built on raw original SQLite files stay
+SQLite-only. PostgreSQL-only migration tests live in ``tests/postgres``.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
 
 from tests.db import legacy
 from tests.db.conftest import backups_of
+from tests.support.databases import test_database_url
 from vmcatcher.db import (
     HEAD_REVISION,
     Base,
@@ -55,6 +61,11 @@ def dump(path: Path) -> list[str]:
         return list(connection.iterdump())
 
 
+def table_names(database) -> set[str]:
+    with database.engine.connect() as connection:
+        return set(inspect(connection).get_table_names())
+
+
 def schema_diff(database) -> list:
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -68,20 +79,22 @@ def test_head_constant_matches_the_revision_scripts() -> None:
     assert chain == ["v0_7", "v0_6", "v0_4", "pre_0_4"]
 
 
-def test_fresh_database_is_created_at_head_without_backup(db_path: Path) -> None:
-    database = prepare_database(f"sqlite:///{db_path}")
+@pytest.mark.db
+def test_fresh_database_is_created_at_head_without_backup(tmp_path: Path) -> None:
+    database = prepare_database(test_database_url(tmp_path))
     try:
         assert schema_revision(database) == HEAD_REVISION
-        assert tables(db_path) >= set(legacy.ddl(legacy.V0_6)) | {"alembic_version"}
+        assert table_names(database) == set(legacy.ddl(legacy.V0_6)) | {"alembic_version"}
         assert schema_diff(database) == []
     finally:
         database.close()
-    assert backups_of(db_path) == []
+    assert list(tmp_path.glob("*.backup-*")) == []
 
 
-def test_upgrade_chain_from_nothing_equals_create_all(db_path: Path) -> None:
-    """The baseline + every revision builds exactly the models' schema."""
-    database = open_database(f"sqlite:///{db_path}")
+@pytest.mark.db
+def test_upgrade_chain_from_nothing_equals_create_all(tmp_path: Path) -> None:
+    """The baseline + every revision builds exactly the models' schema; downgrade undoes it."""
+    database = open_database(test_database_url(tmp_path))
     try:
         config = _alembic_config()
         with database.engine.begin() as connection:
@@ -92,7 +105,7 @@ def test_upgrade_chain_from_nothing_equals_create_all(db_path: Path) -> None:
         with database.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.downgrade(config, "base")
-        assert tables(db_path) == {"alembic_version"}
+        assert table_names(database) == {"alembic_version"}
     finally:
         database.close()
 
@@ -241,6 +254,18 @@ def test_second_open_runs_one_query_and_writes_no_backup(db_path: Path) -> None:
     assert len(backups_of(db_path)) == 1
 
 
+@pytest.mark.db
+def test_up_to_date_open_runs_exactly_one_query(any_db) -> None:
+    statements: list[str] = []
+    event.listen(
+        any_db.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *rest: statements.append(statement),
+    )
+    ensure_schema(any_db)
+    assert statements == ["SELECT version_num FROM alembic_version"]
+
+
 def test_up_to_date_start_does_not_import_alembic(db_path: Path) -> None:
     prepare_database(f"sqlite:///{db_path}").close()
     code = textwrap.dedent(
@@ -257,14 +282,15 @@ def test_up_to_date_start_does_not_import_alembic(db_path: Path) -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_stale_revision_is_upgraded(db_path: Path) -> None:
-    database = open_database(f"sqlite:///{db_path}")
+@pytest.mark.db
+def test_stale_revision_is_upgraded(tmp_path: Path) -> None:
+    database = open_database(test_database_url(tmp_path))
     config = _alembic_config()
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "v0_4")
         connection.exec_driver_sql(
-            "INSERT INTO subscription VALUES (1,'id','d','http://h/l',1,NULL,NULL,2,'u','p')"
+            "INSERT INTO subscription VALUES (1,'id','d','http://h/l',TRUE,NULL,NULL,2,'u','p')"
         )
     assert schema_revision(database) == "v0_4"
     ensure_schema(database)
@@ -274,8 +300,11 @@ def test_stale_revision_is_upgraded(db_path: Path) -> None:
         sub = session.get(Subscription, 1)
         assert (sub.trust_anchor, sub.username, sub.password, sub.update_mode) == (2, "u", "p", 0)
     database.close()
-    (backup,) = backups_of(db_path)
-    assert columns(backup, "subscription") == list(legacy.SUBSCRIPTION_COLUMNS_0_6[:10])
+    if database.is_sqlite:
+        (backup,) = backups_of(tmp_path / "vmcatcher.db")
+        assert columns(backup, "subscription") == list(legacy.SUBSCRIPTION_COLUMNS_0_6[:10])
+    else:
+        assert list(tmp_path.glob("*.backup-*")) == []
 
 
 def test_missing_tables_of_an_old_database_are_created(db_path: Path) -> None:
@@ -305,12 +334,14 @@ def test_unrecognised_subscription_columns_are_refused_untouched(db_path: Path) 
     assert dump(db_path) == before
 
 
-def test_revision_from_a_newer_release_is_refused(fresh_db, db_path: Path) -> None:
-    with fresh_db.engine.begin() as connection:
+@pytest.mark.db
+def test_revision_from_a_newer_release_is_refused(any_db, tmp_path: Path) -> None:
+    with any_db.engine.begin() as connection:
         connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'v9_9'")
     with pytest.raises(DatabaseError, match="'v9_9', unknown to this vmcatcher"):
-        ensure_schema(fresh_db)
-    assert backups_of(db_path) == []
+        ensure_schema(any_db)
+    assert schema_revision(any_db) == "v9_9"
+    assert list(tmp_path.glob("*.backup-*")) == []
 
 
 def test_failed_upgrade_leaves_the_old_database_as_it_was(db_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from datetime import datetime
 
+import pytest
 from sqlalchemy import BigInteger, inspect, select
 from sqlalchemy.orm import configure_mappers
 
@@ -101,9 +102,10 @@ def test_mappers_configure_without_warnings() -> None:
         assert relationship.cascade.delete
 
 
-def test_attribute_names_map_to_original_columns(fresh_db) -> None:
+@pytest.mark.db
+def test_attribute_names_map_to_original_columns(any_db) -> None:
     now = datetime(2024, 1, 2, 3, 4, 5, 678901)
-    with fresh_db.session() as session, session.begin():
+    with any_db.session() as session, session.begin():
         endorser = Endorser(identifier="e")
         principal = EndorserPrincipal(hv_dn="/CN=dn", hv_ca="/CN=ca", endorser=endorser)
         sub = Subscription(
@@ -135,7 +137,7 @@ def test_attribute_names_map_to_original_columns(fresh_db) -> None:
             list_instance=instance,
         )
         session.add_all([principal, image])
-    with fresh_db.engine.connect() as connection:
+    with any_db.engine.connect() as connection:
         row = connection.exec_driver_sql(
             'SELECT "trustAnchor", "userName", password, "updateMode" FROM subscription'
         ).one()
@@ -150,7 +152,7 @@ def test_attribute_names_map_to_original_columns(fresh_db) -> None:
             'SELECT "fkIdentifier", fkimagelistinstance, size FROM "ImageInstance"'
         ).one()
         assert tuple(row) == (1, 1, 2**40)
-    with fresh_db.session() as session:
+    with any_db.session() as session:
         loaded = session.scalars(select(ImageListInstance)).one()
         assert loaded.imported == now
         assert loaded.sub_auth.subscription.image_definitions[0].instances[0].size == 2**40

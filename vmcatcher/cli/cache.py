@@ -6,6 +6,9 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmcatcher.cli.common import add_database_options, add_logging_options, new_parser, run_cli
 from vmcatcher.errors import UsageError
@@ -24,10 +27,16 @@ from vmcatcher.settings import (
     resolve_database,
 )
 
+if TYPE_CHECKING:
+    from vmcatcher.db.engine import Database
+
 log = logging.getLogger("main")
 
 ENV_PARALLEL = "VMCATCHER_CACHE_PARALLEL"
 ENV_EVENT_TIMEOUT = "VMCATCHER_EVENT_TIMEOUT"
+ENV_DOWNLOAD_TIMEOUT = "VMCATCHER_DOWNLOAD_TIMEOUT"
+DEFAULT_DOWNLOAD_TIMEOUT = 60.0
+MAX_CONNECT_TIMEOUT = 10.0
 DEFAULT_PARALLEL = 2
 
 DESCRIPTION = """\
@@ -102,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"download up to N images at once; env {ENV_PARALLEL}; default {DEFAULT_PARALLEL}",
     )  # fmt: skip
     transfer.add_argument(
+        "--timeout", metavar="SECONDS",
+        help="give up on an image server silent for this long (default 60; connecting: at "
+        f"most 10); env {ENV_DOWNLOAD_TIMEOUT}",
+    )  # fmt: skip
+    transfer.add_argument(
         "-c", "--cert-dir", metavar="INPUTDIR",
         help="CA directory trusted for image servers besides the system CAs; "
         "env VMCATCHER_DIR_CERT; default /etc/grid-security/certificates/",
@@ -159,6 +173,43 @@ def resolve_directories(args: argparse.Namespace) -> tuple[str, str, str]:
     return cache, partial, expired
 
 
+def resolve_download_timeout(args: argparse.Namespace) -> tuple[float, float]:
+    """(connect, read) seconds for image downloads: ``--timeout``/env, default 60."""
+    value = resolve(args.timeout, ENV_DOWNLOAD_TIMEOUT, None)
+    if value is None:
+        return (MAX_CONNECT_TIMEOUT, DEFAULT_DOWNLOAD_TIMEOUT)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"Invalid download timeout '{value}': a number of seconds above 0")
+    return (min(MAX_CONNECT_TIMEOUT, seconds), seconds)
+
+
+def _lock_in_database(
+    database: Database, cache_dir: Path, wait: bool | float, held: ExitStack
+) -> None:
+    """On PostgreSQL also take the cache's advisory lock: runs on other hosts share the DB.
+
+    The file lock alone cannot be trusted across hosts (shared file systems
+    differ); see :mod:`vmcatcher.cache.lock` for the key. SQLite databases are
+    local files, so the file lock is enough there.
+    """
+    if database.engine.dialect.name != "postgresql":
+        return
+    from vmcatcher.cache.lock import DatabaseAdvisoryLock, advisory_lock_key
+
+    lock = DatabaseAdvisoryLock(
+        database.engine,
+        advisory_lock_key(cache_dir),
+        wait,
+        name=str(cache_dir),
+        database=database.masked_url,
+    )
+    held.enter_context(lock)
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
     actions = resolve_actions(args)
@@ -171,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError
     except (TypeError, ValueError):
         raise UsageError(f"Invalid event timeout '{timeout_text}'") from None
+    download_timeout = resolve_download_timeout(args)
 
     from vmcatcher.cache.layout import CacheLayout
     from vmcatcher.cache.lock import CacheLock
@@ -178,13 +230,15 @@ def run(args: argparse.Namespace) -> int:
     layout = CacheLayout(*directories)
     database_url = resolve_database(args.database)
     wait = False if args.wait is None else (True if args.wait < 0 else args.wait)
-    with CacheLock(layout.cache_dir, wait=wait):
+    with CacheLock(layout.cache_dir, wait=wait), ExitStack() as held:
         from vmcatcher.cache.download import image_tls_verify
         from vmcatcher.cli.database import open_configured_database
         from vmcatcher.events import EventRunner
         from vmcatcher.services.cache import CacheOptions, CacheRun, base_environment
 
         database = open_configured_database(args)
+        held.callback(database.close)
+        _lock_in_database(database, layout.cache_dir, wait, held)
         command = resolve(args.execute, ENV_CACHE_EVENT, None)
         events = EventRunner(
             str(command) if command else None,
@@ -198,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
             tls_verify=image_tls_verify(cert_dir, insecure=args.insecure),
             allow_file=args.allow_file_uri,
             parallel=parallel,
+            timeout=download_timeout,
             progress=True,
             expired_max_count=args.expired_max_count,
             expired_max_age_days=args.expired_max_age,

@@ -11,9 +11,18 @@ multi-process cron deployment needs, applied on every new connection:
 * ``journal_mode=WAL`` so ``vmcatcher_cache`` can read while
   ``vmcatcher_subscribe -U`` writes;
 * ``busy_timeout`` of 30 s so concurrent runs wait instead of failing with
-  "database is locked";
+  "database is locked" (``VMCATCHER_DB_BUSY_TIMEOUT``, in seconds, changes it:
+  a site whose cron jobs may legitimately wait longer raises it, tests lower it);
 * ``foreign_keys=ON`` so the schema's ``ON DELETE CASCADE`` clauses are real
   (the original never switched them on).
+
+PostgreSQL (sites sharing one database between hosts) needs the
+``postgresql`` extra (``pip install 'vmcatcher[postgresql]'``, i.e. psycopg 3).
+Both ``postgresql+psycopg://user:pw@host:5432/db`` and the plain
+``postgresql://user:pw@host/db`` work: SQLAlchemy's default driver for the
+plain form is psycopg2, so when psycopg2 is not installed but psycopg (v3) is,
+the plain form is opened with psycopg instead (an explicit ``+driver`` is
+always kept). The URL handed to event handlers is the one configured.
 
 A relative ``sqlite:///vmcatcher.db`` is resolved against the current working
 directory once, at open time, as the original did; later ``chdir`` calls do
@@ -25,6 +34,7 @@ Importing this module costs SQLAlchemy only; Alembic is imported by
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass, field
@@ -40,6 +50,8 @@ DEFAULT_URL = "sqlite:///vmcatcher.db"
 
 #: How long a SQLite connection waits for a lock held by another process.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Environment variable overriding that wait, in seconds.
+ENV_BUSY_TIMEOUT = "VMCATCHER_DB_BUSY_TIMEOUT"
 
 _CREDENTIALS = re.compile(r"(?P<head>://[^/@:?#]*:)(?P<password>[^@/]*)(?P<at>@)")
 
@@ -122,10 +134,13 @@ def open_database(url: str, *, echo: bool = False) -> Database:
         detail = _one_line(error, _password_in(url))
         raise DatabaseError(f"Invalid database URL '{masked}': {detail}") from None
 
+    parsed = _default_postgresql_driver(parsed)
     kwargs: dict[str, object] = {"echo": echo}
+    busy_ms = SQLITE_BUSY_TIMEOUT_MS
     if parsed.get_backend_name() == "sqlite":
         parsed = _absolute_sqlite_url(parsed)
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        busy_ms = sqlite_busy_timeout_ms()
+        kwargs["connect_args"] = {"timeout": busy_ms / 1000}
     masked = mask_url(parsed)
     try:
         engine = create_engine(parsed, **kwargs)
@@ -135,7 +150,11 @@ def open_database(url: str, *, echo: bool = False) -> Database:
         ) from None
 
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_on_connect)
+
+        def on_connect(dbapi_connection: object, record: object) -> None:
+            _sqlite_on_connect(dbapi_connection, record, busy_ms)
+
+        event.listen(engine, "connect", on_connect)
 
     try:
         with engine.connect() as connection:
@@ -156,16 +175,70 @@ def database_error(database: Database, action: str, error: BaseException) -> Dat
     return DatabaseError(f"Cannot {action} database '{database.masked_url}': {detail}")
 
 
+def describe_database_error(error: BaseException) -> str:
+    """One line for a failed database operation, saying what to do when it was locked.
+
+    SQLAlchemy's own text spans several lines (the SQL, its parameters, a web
+    link); users get the driver's message, and for SQLite's "database is locked"
+    (another process held the lock past the busy timeout) the way out.
+    """
+    text = _one_line(error)
+    if "database is locked" in text:
+        try:
+            seconds = f"{sqlite_busy_timeout_ms() / 1000:g} s"
+        except DatabaseError:
+            seconds = "the busy timeout"
+        text += (
+            f" (another process held it for more than {seconds}; retry later, or raise"
+            f" {ENV_BUSY_TIMEOUT})"
+        )
+    return text
+
+
+def _default_postgresql_driver(url: URL) -> URL:
+    """Open plain ``postgresql://`` (psycopg2 to SQLAlchemy) with psycopg 3 if only it is there."""
+    if url.drivername != "postgresql":
+        return url
+    if _installed("psycopg2") or not _installed("psycopg"):
+        return url
+    return url.set(drivername="postgresql+psycopg")
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _password_in(url: str) -> str | None:
     match = _CREDENTIALS.search(url)
     return match.group("password") if match and match.group("password") else None
 
 
-def _sqlite_on_connect(dbapi_connection: object, _record: object) -> None:
+def sqlite_busy_timeout_ms(environ: dict[str, str] | None = None) -> int:
+    """The SQLite busy timeout in ms: ``VMCATCHER_DB_BUSY_TIMEOUT`` seconds, default 30 s."""
+    text = (os.environ if environ is None else environ).get(ENV_BUSY_TIMEOUT, "").strip()
+    if not text:
+        return SQLITE_BUSY_TIMEOUT_MS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86_400:
+        raise DatabaseError(
+            f"Invalid {ENV_BUSY_TIMEOUT} '{text}': a number of seconds from 0 to 86400"
+        )
+    return int(seconds * 1000)
+
+
+def _sqlite_on_connect(
+    dbapi_connection: object, _record: object, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> None:
     """Per-connection SQLite settings (see module docstring)."""
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     try:
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         # Fails with "file is not a database" on a corrupted file: let it raise.
         cursor.execute("PRAGMA journal_mode")
         mode = cursor.fetchone()[0]
