@@ -1,23 +1,26 @@
 """A throw-away vmcatcher site for end-to-end tests of the installed commands.
 
 Why: ``vmcatcher_subscribe`` and ``vmcatcher_image`` are only proven when a
-real signed list travels through the real command line into a real SQLite
-database. The ``site`` fixture gives each test its own directory with:
+real signed list travels through the real command line into a real database.
+The ``site`` fixture gives each test its own directory with:
 
 * a Grid CA directory from the session's :class:`~tests.support.pki.TestPKI`
   (key generation is the slow part, so one PKI per test session/worker);
-* an environment with ``VMCATCHER_RDBMS=sqlite:///<tmp>/vmcatcher.db`` and
-  ``VMCATCHER_DIR_CERT`` pointing at that CA directory;
+* a fresh database from :func:`tests.support.databases.test_database` (SQLite
+  by default, a new PostgreSQL database in the second pass of ``make test``),
+  handed to the commands as ``VMCATCHER_RDBMS``, and ``VMCATCHER_DIR_CERT``
+  pointing at that CA directory;
 * helpers to build and sign lists, publish them as files (``file://``) or on
   a :class:`~tests.support.servers.TestServer`, run the commands, and read the
-  database with plain ``sqlite3`` (never through vmcatcher's own models).
+  database with plain SQL through
+  :class:`~tests.support.databases.ScratchDatabase` (never through vmcatcher's
+  own models), so the same assertions hold on both backends.
 
 Servers are started with ``site.server()`` and closed when the test ends.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +33,7 @@ from typing import Any
 import pytest
 
 from tests.support.commands import Result, clean_env, command_path, run
+from tests.support.databases import ScratchDatabase, test_database
 from tests.support.lists import list_payload, make_image, make_image_list
 from tests.support.pki import Identity, TestPKI, sign, signed_form
 from tests.support.servers import TestServer
@@ -87,32 +91,61 @@ class Site:
     pki: TestPKI
     ca_dir: Path
     env: dict[str, str]
+    database: ScratchDatabase
     _stack: ExitStack = field(default_factory=ExitStack)
 
-    # --- database --------------------------------------------------------------
-
-    @property
-    def db_path(self) -> Path:
-        return self.root / "vmcatcher.db"
+    # --- database (plain SQL, SQLite or PostgreSQL) --------------------------------
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with sqlite3.connect(self.db_path) as db:
-            return db.execute(query, params).fetchall()
+        return self.database.sql(query, params)
+
+    def dicts(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self.database.dicts(query, params)
 
     def scalar(self, query: str, params: Sequence[Any] = ()) -> Any:
-        rows = self.sql(query, params)
-        return rows[0][0] if rows else None
+        return self.database.scalar(query, params)
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> None:
-        db = sqlite3.connect(self.db_path)
-        try:
-            db.execute(statement, params)
-            db.commit()
-        finally:
-            db.close()
+        self.database.execute(statement, params)
 
     def count(self, table: str) -> int:
-        return self.scalar(f'SELECT count(*) FROM "{table}"')
+        return self.database.count(table)
+
+    def tables(self) -> list[str]:
+        """Every table the database holds (vmcatcher's and any bookkeeping), sorted."""
+        if self.database.is_postgresql:
+            query = (
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = 'public' ORDER BY table_name"
+            )
+        else:
+            query = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        return [name for (name,) in self.sql(query)]
+
+    def schema(self) -> list[tuple]:
+        """The schema as the database describes it (sqlite_master; PostgreSQL: columns, indexes)."""
+        if self.database.is_postgresql:
+            columns = self.sql(
+                "SELECT table_name, column_name, data_type, is_nullable, column_default "
+                "FROM information_schema.columns WHERE table_schema = 'public'"
+            )
+            indexes = self.sql(
+                "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+            )
+            return sorted(columns + indexes, key=repr)
+        return sorted(self.sql("SELECT type, name, tbl_name, sql FROM sqlite_master"), key=repr)
+
+    def dump(self) -> dict[str, list[tuple]]:
+        """The schema and every row of every table, to prove that a failed command wrote nothing.
+
+        Rows are sorted (a table is a set; PostgreSQL may return rows in another
+        order after an update that was rolled back). PostgreSQL sequences are
+        left out: a rolled-back insert still advances them, which writes no row.
+        """
+        dumped = {"(schema)": self.schema()}
+        for table in self.tables():
+            dumped[table] = sorted(self.sql(f'SELECT * FROM "{table}"'), key=repr)
+        return dumped
 
     def counts(self) -> dict[str, int]:
         tables = ("subscription", "subscriptionAuth", "imageListInstance", "ImageInstance",
@@ -241,29 +274,27 @@ class Site:
         assert result.returncode == 0, result
 
     def sub_row(self, identifier: str) -> dict[str, Any]:
-        with sqlite3.connect(self.db_path) as db:
-            db.row_factory = sqlite3.Row
-            row = db.execute(
-                "SELECT * FROM subscription WHERE identifier = ?", (identifier,)
-            ).fetchone()
-        assert row is not None, f"no subscription {identifier}"
-        return dict(row)
+        rows = self.dicts("SELECT * FROM subscription WHERE identifier = ?", (identifier,))
+        assert rows, f"no subscription {identifier}"
+        [row] = rows
+        return row
 
 
 @pytest.fixture
 def site(tmp_path: Path, pki: TestPKI) -> Iterator[Site]:
     ca_dir = pki.write_ca_dir(tmp_path / "certificates")
-    env = {
-        "VMCATCHER_RDBMS": f"sqlite:///{tmp_path / 'vmcatcher.db'}",
-        "VMCATCHER_DIR_CERT": str(ca_dir),
-    }
-    work = Site(tmp_path, pki, ca_dir, env)
+    database = test_database(tmp_path)
+    env = {"VMCATCHER_RDBMS": database.url, "VMCATCHER_DIR_CERT": str(ca_dir)}
+    work = Site(tmp_path, pki, ca_dir, env, database)
     with work._stack:
         yield work
 
 
 def db_time(value: str | None) -> datetime | None:
-    """A DateTime column as SQLite holds it (``YYYY-MM-DD HH:MM:SS[.ffffff]``)."""
+    """A DateTime column as sqlite3 returns it (``YYYY-MM-DD HH:MM:SS[.ffffff]``).
+
+    :class:`~tests.support.databases.ScratchDatabase` returns PostgreSQL's the same way.
+    """
     if value is None:
         return None
     return datetime.fromisoformat(value)

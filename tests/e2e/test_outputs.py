@@ -3,7 +3,7 @@
 Sites parse these outputs with shell scripts, so every line, key order, JSON
 indent and the absence of a trailing newline after JSON are part of the
 contract. Expected texts are written out here from the spec, with values read
-back from the database with plain sqlite3.
+back from the database with plain SQL (SQLite or PostgreSQL).
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
-"""vmcatcher_subscribe end to end: the installed command, real signed lists, a real SQLite DB.
+"""vmcatcher_subscribe end to end: the installed command, real signed lists, a real database.
 
 Covers the acceptance scenarios of behaviour-spec §16 (items 1-7), the trust and
 error rules of DECISIONS.md (list expiry, replay, rollback, image ownership,
 list-controlled settings, one bad subscription never stops the others) and the
 transport rules (timeouts, HTTP statuses, TLS trust anchors, Basic auth) against
-real servers on 127.0.0.1.
+real servers on 127.0.0.1. The database is SQLite, or PostgreSQL in the second
+pass of ``make test`` (see ``tests/e2e/conftest.py``).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -25,10 +25,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
 
 
-def dump(site) -> list[str]:
+def dump(site) -> dict[str, list[tuple]]:
     """Every row of every table, to prove that a failed update wrote nothing."""
-    with sqlite3.connect(site.db_path) as db:
-        return list(db.iterdump())
+    return site.dump()
 
 
 # --- spec §16, items 1-7 ----------------------------------------------------------------
@@ -38,7 +37,7 @@ def test_no_arguments_is_an_error_and_opens_no_database(site):
     result = site.subscribe()
     assert result.returncode == 1, result
     assert "No actions selected" in result.stderr
-    assert not site.db_path.exists()
+    assert not site.database.exists()
 
 
 def test_subscribe_needs_a_known_endorser_unless_auto_endorse(site, pki):
