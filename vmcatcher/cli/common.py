@@ -109,7 +109,9 @@ def run_cli(body: Callable[[], int]) -> int:
     except Exception as error:  # a bug or an environment failure we did not foresee
         _ensure_logging()
         if type(error).__module__.startswith("sqlalchemy"):
-            log.error("Database error: %s", str(error).splitlines()[0])
+            from vmcatcher.db.engine import describe_database_error
+
+            log.error("Database error: %s", describe_database_error(error))
         else:
             log.critical("Unexpected error: %s: %s", type(error).__name__, error)
         log.debug("Traceback of the unexpected error", exc_info=True)
