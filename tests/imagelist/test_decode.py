@@ -392,3 +392,31 @@ def test_numeric_image_fields_become_text():
 def test_duplicate_identifiers_are_kept_for_the_caller_to_decide():
     images = [make_image(IMAGE_ID), make_image(IMAGE_ID)]
     assert len(_decode(_doc(images=images)).images) == 2
+
+
+@pytest.mark.parametrize(("key", "limit"), [("dc:identifier", 255), ("hv:uri", 1024),
+                                            ("hv:version", 255)])  # fmt: skip
+def test_list_field_wider_than_its_column_is_38(key, limit):
+    document = _doc()
+    _body(document)[key] = "x" * (limit + 1)
+    with pytest.raises(NotAnImageListError, match=f"'{key}' is longer than {limit}"):
+        _decode(document)
+
+
+@pytest.mark.parametrize("key", ["hv:dn", "hv:ca"])
+def test_endorser_dn_wider_than_its_column_is_38(key):
+    document = _doc()
+    _body(document)["hv:endorser"]["hv:x509"][key] = "/CN=" + "x" * 1100
+    with pytest.raises(NotAnImageListError, match=f"'{key}' is longer than 1024"):
+        _decode(document)
+
+
+@pytest.mark.parametrize(("key", "limit"), [("dc:title", 1024), ("sl:os", 255),
+                                            ("hv:hypervisor", 255)])  # fmt: skip
+def test_image_field_wider_than_its_column_drops_only_that_image(key, limit, caplog):
+    wide = make_image(extra={key: "y" * (limit + 1)})
+    document = _doc(images=[make_image(), wide])
+    decoded = _decode(document)
+    assert len(decoded.images) == 1
+    assert wide["dc:identifier"] not in {image.identifier for image in decoded.images}
+    assert f"'{key}' is longer than {limit} characters" in caplog.text

@@ -48,12 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-#: Width of identities and locations: DNs, URIs, endorser identifiers, titles.
-LONG = 1024
-#: Width of short tokens: UUIDs, versions, OS names, architectures.
-SHORT = 255
-#: Width of a sha512 hex digest.
-DIGEST = 128
+from vmcatcher.limits import DIGEST, LONG, SHORT
 
 _CASCADE = dict(onupdate="CASCADE", ondelete="CASCADE")
 

@@ -30,6 +30,8 @@ from typing import Any
 
 from vmcatcher.errors import InvalidJSONError, NotAnImageListError
 from vmcatcher.imagelist.model import Endorser, Image, ImageList
+from vmcatcher.jsondepth import nesting_depth
+from vmcatcher.limits import DN_LIMIT, IMAGE_FIELD_LIMITS, LIST_FIELD_LIMITS, too_long
 from vmcatcher.names import is_safe_name
 from vmcatcher.timeutil import parse_list_date
 
@@ -72,6 +74,7 @@ IMAGE_KEYS = (
     "hv:version",
 )
 MAX_IMAGE_SIZE = 2**50  # 1 PiB: anything larger is a typo or an attack
+MAX_JSON_DEPTH = 64  # arrays/objects inside each other; real lists use about six
 _SHA512 = re.compile(r"[0-9a-fA-F]{128}")
 _DECIMAL = re.compile(r"[0-9]{1,20}")
 
@@ -120,6 +123,10 @@ def parse_payload(payload: bytes | str) -> Any:
         raise InvalidJSONError(f"the signed payload is not valid JSON: {reason}") from None
     if document is None:
         raise InvalidJSONError("the signed payload is JSON null, not an image list")
+    if nesting_depth(document) > MAX_JSON_DEPTH:  # a fixed limit: see vmcatcher.jsondepth
+        raise InvalidJSONError(
+            f"the signed payload is JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        )
     return document
 
 
@@ -139,6 +146,9 @@ def _endorser(body: Mapping[str, Any]) -> Endorser:
             "endorser 'hv:x509' lacks required key(s) " + ", ".join(f"'{k}'" for k in missing)
         )
     try:
+        for key in ("hv:dn", "hv:ca"):
+            if too_long(_text(x509, key), DN_LIMIT):
+                raise _Invalid(f"'{key}' is longer than {DN_LIMIT} characters")
         return Endorser(
             dn=_text(x509, "hv:dn"),
             ca=_text(x509, "hv:ca"),
@@ -181,6 +191,9 @@ def _image(entry: Any, position: int, list_id: str) -> Image | None:
         sha512 = _text(raw, "sl:checksum:sha512")
         if not _SHA512.fullmatch(sha512):
             raise _Invalid("'sl:checksum:sha512' is not 128 hexadecimal digits")
+        for key, limit in IMAGE_FIELD_LIMITS.items():
+            if too_long(_text(raw, key), limit):
+                raise _Invalid(f"'{key}' is longer than {limit} characters")
         return Image(
             identifier=identifier,
             title=_text(raw, "dc:title"),
@@ -225,6 +238,9 @@ def decode_image_list(payload: bytes | str) -> ImageList:
         }
     except _Invalid as error:
         raise NotAnImageListError(f"image list {error}") from None
+    for key, limit in LIST_FIELD_LIMITS.items():
+        if too_long(identifier if key == "dc:identifier" else texts[key], limit):
+            raise NotAnImageListError(f"image list '{key}' is longer than {limit} characters")
     if legacy:
         log.warning("image list %r: parsing deprecated hepiximagelist format", identifier)
     dates = {}

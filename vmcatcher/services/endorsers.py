@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from vmcatcher.db import cascade
 from vmcatcher.db.models import Endorser, EndorserPrincipal, Subscription, SubscriptionAuth
 from vmcatcher.errors import EndorserCreateError, UsageError
+from vmcatcher.limits import DN_LIMIT, too_long
 
 log = logging.getLogger("vmcatcher.endorsers")
 
@@ -64,6 +65,9 @@ def create_endorser(
     returned success when extending an existing one.)
     """
     pairs = pair_credentials(subjects, issuers)
+    for text in (identifier, *subjects, *issuers):
+        if too_long(text, DN_LIMIT):
+            raise UsageError(f"'{text[:40]}...' is longer than {DN_LIMIT} characters.")
     endorser = find_endorser(session, identifier)
     if endorser is None:
         endorser = Endorser(identifier=identifier)
