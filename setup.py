@@ -48,7 +48,9 @@ setup(
         ],
     },
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},
-    data_files=[("share/doc/vmcatcher", ["README.md", "LICENSE", "logger.conf", "vmcatcher_eventHndlExpl"])],
+    data_files=[
+        ("share/doc/vmcatcher", ["README.md", "LICENSE", "logger.conf", "vmcatcher_eventHndlExpl"])
+    ],
     classifiers=[
         "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",

@@ -4,7 +4,8 @@ Image identifiers come from signed lists, i.e. from a remote publisher. The
 original used them directly as file names, so ``../x`` or ``/etc/x`` escaped
 the cache (behaviour-spec §14.1 item 4). Here an identifier names a file only
 if it matches :data:`SAFE_NAME`: letters, digits, ``.``, ``_`` and ``-``, not
-starting with a dot or dash, at most 200 characters. Every UUID qualifies.
+starting with a dot or dash, at most 200 characters, and not the name of a
+directory's own ``cache.index``. Every UUID qualifies.
 """
 
 from __future__ import annotations
@@ -25,12 +26,19 @@ class UnsafeNameError(VmcatcherError):
     """An identifier cannot be used as a file name."""
 
 
+# Every managed directory keeps its index in this file (and corrupt copies beside it):
+# an image called ``cache.index`` would overwrite the index with its bytes.
+_INDEX_NAME = "cache.index"
+
+
 def is_safe_name(name: object) -> bool:
     """True when ``name`` can be used as a file name inside a managed directory."""
     return (
         isinstance(name, str)
         and 0 < len(name) <= MAX_NAME_LENGTH
         and SAFE_NAME.fullmatch(name) is not None
+        and name != _INDEX_NAME
+        and not name.startswith(_INDEX_NAME + ".")
     )
 
 

@@ -28,6 +28,7 @@ from vmcatcher.errors import InvalidURIError
 MASK = "***"
 _MAX_PORT = 65535
 _FALLBACK_USERINFO = re.compile(r"(//[^/@:?#]*:)[^/?#]*@")
+_CONTROL_ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(32), 127, 0x85, 0x2028, 0x2029)}
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ def normalise_anonymous(url: object) -> str:
     if parsed.host is not None:
         authority = parsed.host if parsed.port is None else f"{parsed.host}:{parsed.port}"
     query = f"?{parsed.query}" if parsed.query else ""
+    if parsed.scheme and parsed.host is None and parsed.path and not parsed.path.startswith("/"):
+        # 'http:user:pw@host/x' has no authority; 'http://' + path would invent one,
+        # and store its password in the URL column
+        return f"{parsed.scheme}:{parsed.path}{query}"
     return f"{parsed.scheme}://{authority}{parsed.path}{query}"
 
 
@@ -125,18 +130,21 @@ def split_credentials(url: str) -> tuple[str, str | None, str | None]:
 def mask_password(url: object) -> str:
     """``url`` with any embedded password replaced by ``***``; safe for log lines.
 
-    Never raises: this is used while reporting other errors.
+    Control characters (a list's ``hv:uri`` may hold a newline) are shown escaped,
+    so a URL can never start a forged log line. Never raises: this is used while
+    reporting other errors.
     """
     text = url if isinstance(url, str) else str(url)
     try:
         parts = urlsplit(text)
     except ValueError:
-        return _FALLBACK_USERINFO.sub(rf"\1{MASK}@", text)
+        return _FALLBACK_USERINFO.sub(rf"\1{MASK}@", text).translate(_CONTROL_ESCAPES)
     userinfo, at, hostport = parts.netloc.rpartition("@")
     user, colon, _ = userinfo.partition(":")
     if not (at and colon):
-        return text
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostport}"))
+        return text.translate(_CONTROL_ESCAPES)
+    masked = urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostport}"))
+    return masked.translate(_CONTROL_ESCAPES)
 
 
 def scheme_of(url: str) -> str:

@@ -38,10 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from vmcatcher.errors import CacheError
+from vmcatcher.jsondepth import nesting_depth
 
 log = logging.getLogger("vmcatcher.cache.index")
 
 INDEX_FILENAME = "cache.index"
+#: Deeper than any index we write (list values nest at most 64 levels, plus two).
+MAX_INDEX_DEPTH = 100
 CORRUPT_PREFIX = INDEX_FILENAME + ".corrupt-"
 
 #: Prefix of the temporary files our atomic writes create. It starts with a dot
@@ -148,8 +151,12 @@ class CacheIndex(MutableMapping[str, Entry]):
             raise CacheError(f"Cannot read cache index '{self.path}': {exc.strerror}") from exc
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep
             self._quarantine(exc)
+            return
+        if nesting_depth(data) > MAX_INDEX_DEPTH:
+            # never written by us; saving it again would take time quadratic in its depth
+            self._quarantine(ValueError(f"nested deeper than {MAX_INDEX_DEPTH} levels"))
             return
         if not isinstance(data, dict):
             log.warning(
@@ -196,7 +203,7 @@ class CacheIndex(MutableMapping[str, Entry]):
         """Write the index atomically; raise :class:`CacheError` on failure."""
         try:
             data = self.render()
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             raise CacheError(f"Cannot serialise cache index '{self.path}': {exc}") from exc
         try:
             atomic_write_bytes(self.path, data)

@@ -23,6 +23,18 @@ log = logging.getLogger("vmcatcher.output")
 PayloadReader = Callable[[bytes], bytes]
 
 
+def _stdout() -> TextIO:
+    """``sys.stdout``, set to escape what its encoding cannot show instead of raising.
+
+    Lists carry any Unicode in titles and descriptions; under a non-UTF-8 locale
+    (or ``PYTHONIOENCODING=ascii``) printing them must not end in a traceback.
+    """
+    stream = sys.stdout
+    if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="backslashreplace")
+    return stream
+
+
 class Writer:
     """Write records to ``stream`` in ``fmt`` (one of settings.OUTPUT_FORMATS)."""
 
@@ -33,7 +45,7 @@ class Writer:
         payload_reader: PayloadReader | None = None,
     ) -> None:
         self.format = fmt
-        self.stream = stream if stream is not None else sys.stdout
+        self.stream = stream if stream is not None else _stdout()
         self.payload_reader = payload_reader
 
     # --- primitives ---------------------------------------------------------

@@ -373,13 +373,10 @@ def _insert_rows(
         session.execute(insert(definitions), new_definitions)
     if not accepted:
         return
-    owned = dict(
-        session.execute(
-            select(ImageDefinition.identifier, ImageDefinition.id).where(
-                ImageDefinition.subscription_id == sub.id
-            )
-        ).tuples()
+    mine = select(ImageDefinition.identifier, ImageDefinition.id).where(
+        ImageDefinition.subscription_id == sub.id
     )
+    owned = {identifier: definition for identifier, definition in session.execute(mine)}
     rows = [
         {
             **_instance_values(image),
