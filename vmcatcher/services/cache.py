@@ -50,6 +50,11 @@ EXPIRE = "expire"
 CHECK = "sha512"
 DOWNLOAD = "download"
 MAX_DOWNLOAD_TRIES = 5
+# A download may take at most this long plus its size at this rate: a server that drips
+# bytes just faster than the read timeout cannot hold the run (and its lock) for ever,
+# while a slow but honest link still finishes (the next run resumes what was fetched).
+DOWNLOAD_GRACE_SECONDS = 600.0
+MIN_DOWNLOAD_RATE = 64 * 1024  # bytes per second
 _HASH_CHUNK = 1024 * 1024
 
 # Copied from the database row into every index entry as str(value) (spec §10.3).
@@ -329,6 +334,7 @@ class CacheRun:
                 verify=self.options.tls_verify,
                 allow_file=self.options.allow_file,
                 progress=progress,
+                total_timeout=download_time_limit(int(entry["size"])),
             )
         finally:
             bars.done(target.uuid)
@@ -365,6 +371,11 @@ class CacheRun:
         self.layout.save(Role.CACHE, Role.PARTIAL)  # gaining index first: see cache.recovery
         log.info("moved file %s", uuid)
         self.options.events.fire("AvailablePostfix", entry)
+
+
+def download_time_limit(size: int) -> float:
+    """Seconds one image download may take in total (see MIN_DOWNLOAD_RATE)."""
+    return DOWNLOAD_GRACE_SECONDS + size / MIN_DOWNLOAD_RATE
 
 
 def _same_image(cached: dict[str, Any], wanted: dict[str, Any]) -> bool:
