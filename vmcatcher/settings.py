@@ -15,6 +15,8 @@ import os
 from collections.abc import Mapping
 from typing import TypeVar
 
+from vmcatcher.errors import UsageError
+
 T = TypeVar("T")
 
 log = logging.getLogger("main")
@@ -101,3 +103,32 @@ def env_flag(name: str, env: Mapping[str, str] | None = None) -> bool:
     """True only when the variable is exactly ``"1"`` (the original's rule)."""
     environment = os.environ if env is None else env
     return environment.get(name) == "1"
+
+
+#: Longest wait for a TCP/TLS connection to a list or image server, whatever the read timeout.
+MAX_CONNECT_TIMEOUT = 10.0
+
+
+def resolve_seconds(
+    cli_value: object | None,
+    env_var: str,
+    default: float,
+    what: str,
+    env: Mapping[str, str] | None = None,
+) -> float:
+    """A positive number of seconds from the command line, the environment or ``default``."""
+    value = resolve(cli_value, env_var, None, env=env)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"Invalid {what} '{value}': a number of seconds above 0")
+    return seconds
+
+
+def transfer_timeout(read_seconds: float) -> tuple[float, float]:
+    """(connect, read) timeouts for requests: connecting never waits longer than reading."""
+    return (min(MAX_CONNECT_TIMEOUT, read_seconds), read_seconds)

@@ -25,6 +25,8 @@ from vmcatcher.settings import (
     resolve,
     resolve_cert_dir,
     resolve_database,
+    resolve_seconds,
+    transfer_timeout,
 )
 
 if TYPE_CHECKING:
@@ -36,7 +38,6 @@ ENV_PARALLEL = "VMCATCHER_CACHE_PARALLEL"
 ENV_EVENT_TIMEOUT = "VMCATCHER_EVENT_TIMEOUT"
 ENV_DOWNLOAD_TIMEOUT = "VMCATCHER_DOWNLOAD_TIMEOUT"
 DEFAULT_DOWNLOAD_TIMEOUT = 60.0
-MAX_CONNECT_TIMEOUT = 10.0
 DEFAULT_PARALLEL = 2
 
 DESCRIPTION = """\
@@ -173,18 +174,23 @@ def resolve_directories(args: argparse.Namespace) -> tuple[str, str, str]:
     return cache, partial, expired
 
 
+def resolve_parallel(args: argparse.Namespace) -> int:
+    """How many images download at once: ``--parallel``/env, default 2 (a 2-core host)."""
+    value = resolve(args.parallel, ENV_PARALLEL, DEFAULT_PARALLEL)
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise UsageError(f"Invalid parallel downloads '{value}': a whole number above 0")
+    return count
+
+
 def resolve_download_timeout(args: argparse.Namespace) -> tuple[float, float]:
     """(connect, read) seconds for image downloads: ``--timeout``/env, default 60."""
-    value = resolve(args.timeout, ENV_DOWNLOAD_TIMEOUT, None)
-    if value is None:
-        return (MAX_CONNECT_TIMEOUT, DEFAULT_DOWNLOAD_TIMEOUT)
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise UsageError(f"Invalid download timeout '{value}': a number of seconds above 0")
-    return (min(MAX_CONNECT_TIMEOUT, seconds), seconds)
+    read = resolve_seconds(args.timeout, ENV_DOWNLOAD_TIMEOUT, DEFAULT_DOWNLOAD_TIMEOUT,
+                           "download timeout")  # fmt: skip
+    return transfer_timeout(read)
 
 
 def _lock_in_database(
@@ -214,14 +220,8 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
     actions = resolve_actions(args)
     directories = resolve_directories(args)
-    parallel = int(resolve(args.parallel, ENV_PARALLEL, DEFAULT_PARALLEL) or DEFAULT_PARALLEL)
-    timeout_text = resolve(args.event_timeout, ENV_EVENT_TIMEOUT, 10.0)
-    try:
-        event_timeout = float(timeout_text)
-        if event_timeout <= 0:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise UsageError(f"Invalid event timeout '{timeout_text}'") from None
+    parallel = resolve_parallel(args)
+    event_timeout = resolve_seconds(args.event_timeout, ENV_EVENT_TIMEOUT, 10.0, "event timeout")
     download_timeout = resolve_download_timeout(args)
 
     from vmcatcher.cache.layout import CacheLayout

@@ -25,13 +25,19 @@ from vmcatcher.cli.trust_options import (
 )
 from vmcatcher.errors import Code, ConfigError, UsageError, VmcatcherError
 from vmcatcher.logsetup import setup_logging
-from vmcatcher.settings import ENV_FETCH_TIMEOUT, ENV_SUB_EVENT, resolve, resolve_format
+from vmcatcher.settings import (
+    ENV_FETCH_TIMEOUT,
+    ENV_SUB_EVENT,
+    resolve,
+    resolve_format,
+    resolve_seconds,
+    transfer_timeout,
+)
 
 log = logging.getLogger("main")
 
 TRUST_ANCHORS = ("none", "browser", "igtf")
 DEFAULT_READ_TIMEOUT = 60.0
-MAX_CONNECT_TIMEOUT = 10.0
 NEWIMAGE_MODES = {"accept": 1, "subscribe": 3, "refuse": 0}
 
 DESCRIPTION = """\
@@ -202,16 +208,9 @@ def _decorators(args: argparse.Namespace) -> dict:
 
 def _fetch_timeout(args: argparse.Namespace) -> tuple[float, float]:
     """(connect, read) seconds for list downloads: ``--fetch-timeout``/env, default 60."""
-    value = resolve(args.fetch_timeout, ENV_FETCH_TIMEOUT, None)
-    if value is None:
-        return (MAX_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT)
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise UsageError(f"Invalid fetch timeout '{value}': a number of seconds above 0")
-    return (min(MAX_CONNECT_TIMEOUT, seconds), seconds)
+    read = resolve_seconds(args.fetch_timeout, ENV_FETCH_TIMEOUT, DEFAULT_READ_TIMEOUT,
+                           "fetch timeout")  # fmt: skip
+    return transfer_timeout(read)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,32 @@
+"""Numeric settings from the command line or the environment are checked before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.commands import run
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "env", "message"),
+    [
+        ("vmcatcher_cache", [], {"VMCATCHER_CACHE_PARALLEL": "abc"}, "Invalid parallel downloads"),
+        ("vmcatcher_cache", [], {"VMCATCHER_EVENT_TIMEOUT": "-1"}, "Invalid event timeout '-1'"),
+        ("vmcatcher_cache", ["--timeout", "0"], {}, "Invalid download timeout '0'"),
+        ("vmcatcher_cache", [], {"VMCATCHER_DOWNLOAD_TIMEOUT": "inf"}, "Invalid download timeout"),
+        (
+            "vmcatcher_subscribe",
+            ["-U"],
+            {"VMCATCHER_FETCH_TIMEOUT": "soon"},
+            "Invalid fetch timeout",
+        ),
+    ],
+)
+def test_bad_numbers_are_one_line_errors(tmp_path, command, args, env, message) -> None:
+    for sub in ("cache/partial", "cache/expired"):
+        (tmp_path / sub).mkdir(parents=True)
+    result = run(command, *args, cwd=tmp_path, env=env)
+    assert result.returncode == 1, result
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "Unexpected" not in result.stderr
+    assert not (tmp_path / "vmcatcher.db").exists()
