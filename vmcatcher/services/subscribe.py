@@ -35,8 +35,7 @@ from vmcatcher.db.models import (
 )
 from vmcatcher.errors import EndorserMismatchError, UsageError
 from vmcatcher.fetch import DEFAULT_TIMEOUT, TrustAnchor
-from vmcatcher.services.queries import latest_list_instance
-from vmcatcher.services.update import MODE_SUBSCRIBE, RELOAD_CACHE
+from vmcatcher.services.update import MODE_SUBSCRIBE, force_reimport
 from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import utcnow
 from vmcatcher.trust import CrlPolicy, TrustStore, dn_equal
@@ -165,9 +164,7 @@ def _set_update_mode(session: Session, sub: Subscription, mode: int) -> None:
     update re-imports the current list, and mode 3 subscribes every known image.
     """
     sub.update_mode = mode
-    latest = latest_list_instance(session, sub)
-    if latest is not None:
-        latest.data_hash = RELOAD_CACHE
+    force_reimport(session, sub)
     if mode & MODE_SUBSCRIBE:
         for definition in sub.image_definitions:
             definition.cache = 1

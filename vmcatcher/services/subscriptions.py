@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from vmcatcher.db import cascade
 from vmcatcher.db.models import ImageDefinition, Subscription
 from vmcatcher.fetch import TrustAnchor
-from vmcatcher.services.queries import latest_list_instance
-from vmcatcher.services.update import RELOAD_CACHE
+from vmcatcher.services.update import force_reimport
 
 log = logging.getLogger("vmcatcher.subscriptions")
 
@@ -87,7 +86,7 @@ def set_update_mode(session: Session, selector: str, values: Sequence[str], mode
             log.warning("Selections '%s' does not match any known subscriptions.", value)
             continue
         sub.update_mode = mode
-        _force_reimport(session, sub)
+        force_reimport(session, sub)
         session.commit()
         matched.append(sub.id)
     return matched
@@ -116,7 +115,7 @@ def image_accept(session: Session, images: Sequence[str], subscriptions: Sequenc
             errors += 1
             continue
         session.add(ImageDefinition(identifier=image, cache=0, latest=0, subscription=sub))
-        _force_reimport(session, sub)
+        force_reimport(session, sub)
         session.commit()
     return errors
 
@@ -145,17 +144,6 @@ def image_refuse(session: Session, images: Sequence[str], subscriptions: Sequenc
             errors += 1
             continue
         cascade.delete_image_definition(session, definition)
-        _force_reimport(session, sub)
+        force_reimport(session, sub)
         session.commit()
     return errors
-
-
-def _force_reimport(session: Session, sub: Subscription) -> None:
-    """Make the next update import the current list again, even if unchanged.
-
-    The original reset ``imagelist_latest`` here, which made every image of the
-    subscription unavailable (and expired from the cache) until the next update.
-    """
-    latest = latest_list_instance(session, sub)
-    if latest is not None:
-        latest.data_hash = RELOAD_CACHE

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -461,9 +461,13 @@ def _follow_list_uri(session: Session, sub: Subscription, image_list: ImageList)
     sub.uri = new_uri
 
 
-def count_list_instances(session: Session, sub: Subscription) -> int:
-    return session.scalar(
-        select(func.count(ImageListInstance.id))
-        .join(SubscriptionAuth, ImageListInstance.sub_auth_id == SubscriptionAuth.id)
-        .where(SubscriptionAuth.subscription_id == sub.id)
-    )
+def force_reimport(session: Session, sub: Subscription) -> None:
+    """Make the next update import the current list again, even if unchanged (spec §6.9).
+
+    The original reset ``imagelist_latest`` for ``--image-accept/--image-refuse``,
+    which made every image of the subscription unavailable (and expired from the
+    cache) until the next update; marking the stored hash does not.
+    """
+    latest = latest_list_instance(session, sub)
+    if latest is not None:
+        latest.data_hash = RELOAD_CACHE
