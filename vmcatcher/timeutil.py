@@ -50,7 +50,7 @@ def parse_list_date(text: object) -> datetime:
     if not isinstance(text, str):
         raise NotAnImageListError(f"invalid date {text!r}: not a string")
     value = text.strip()
-    if not value or len(value) > _MAX_DATE_LENGTH:
+    if not value or len(value) > _MAX_DATE_LENGTH or not value[0].isdigit():
         raise NotAnImageListError(f"invalid date {text!r}")
     try:
         return datetime.strptime(value, TIME_FORMAT)

@@ -420,3 +420,11 @@ def test_image_field_wider_than_its_column_drops_only_that_image(key, limit, cap
     assert len(decoded.images) == 1
     assert wide["dc:identifier"] not in {image.identifier for image in decoded.images}
     assert f"'{key}' is longer than {limit} characters" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["dc:identifier", "hv:uri", "hv:version"])
+def test_list_field_with_a_line_break_is_38(key):
+    document = _doc()
+    _body(document)[key] = "1\nERROR:main:forged log line"
+    with pytest.raises(NotAnImageListError, match=f"'{key}' contains control characters"):
+        _decode(document)

@@ -80,3 +80,8 @@ def test_any_text_parses_or_is_38(text):
     except NotAnImageListError:
         return
     assert parsed.tzinfo is None
+
+
+def test_a_leading_minus_is_not_silently_dropped():
+    with pytest.raises(NotAnImageListError):
+        parse_list_date("-2024-01-01T00:00:00Z")

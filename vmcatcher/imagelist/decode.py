@@ -75,6 +75,8 @@ IMAGE_KEYS = (
 )
 MAX_IMAGE_SIZE = 2**50  # 1 PiB: anything larger is a typo or an attack
 MAX_JSON_DEPTH = 64  # arrays/objects inside each other; real lists use about six
+# Line breaks and other control characters would forge log lines and break the lines format.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SHA512 = re.compile(r"[0-9a-fA-F]{128}")
 _DECIMAL = re.compile(r"[0-9]{1,20}")
 
@@ -241,6 +243,8 @@ def decode_image_list(payload: bytes | str) -> ImageList:
     for key, limit in LIST_FIELD_LIMITS.items():
         if too_long(identifier if key == "dc:identifier" else texts[key], limit):
             raise NotAnImageListError(f"image list '{key}' is longer than {limit} characters")
+        if _CONTROL.search(identifier if key == "dc:identifier" else texts[key]):
+            raise NotAnImageListError(f"image list '{key}' contains control characters")
     if legacy:
         log.warning("image list %r: parsing deprecated hepiximagelist format", identifier)
     dates = {}
