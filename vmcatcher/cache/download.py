@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from vmcatcher.cache.index import fsync_directory
 from vmcatcher.errors import DownloadError, InvalidURIError
 from vmcatcher.fetch import (
     DEFAULT_TIMEOUT,
@@ -578,7 +579,7 @@ def install_file(partial_path: Path, dest_path: Path) -> None:
             if error.errno != errno.EXDEV:
                 raise
             _copy_across(source, dest)
-        _fsync_directory(dest.parent)
+        fsync_directory(dest.parent)
     except OSError as error:
         raise DownloadError(
             f"cannot move '{source}' to '{dest}': {error.strerror or error}"
@@ -597,14 +598,6 @@ def _copy_across(source: Path, dest: Path) -> None:
         _discard(temporary)
         raise
     source.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- TLS trust for image servers -----------------------------------------------------------

@@ -33,7 +33,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,22 @@ Entry = dict[str, Any]
 def is_temp_name(name: str) -> bool:
     """True for the names :func:`atomic_write_bytes` uses for its temporary files."""
     return _TEMP_NAME.fullmatch(name) is not None
+
+
+def expected_bytes(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """(size, lower-case sha512) an index entry promises, read through the legacy aliases.
+
+    The original wrote both ``size``/``sha512`` and ``hv:size``/``sl:checksum:sha512``;
+    entries from either spelling compare equal. Missing values read as ``"None"``.
+    """
+    size = entry.get("size", entry.get("hv:size"))
+    sha = entry.get("sha512", entry.get("sl:checksum:sha512"))
+    return str(size), str(sha).lower()
+
+
+def same_bytes(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
+    """Both entries describe the same file content (size and sha512)."""
+    return expected_bytes(first) == expected_bytes(second)
 
 
 def fsync_directory(directory: str | os.PathLike[str]) -> None:

@@ -25,19 +25,19 @@ still hear about every image that became available or expired.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vmcatcher.cache.digest import file_size_and_sha512
+from vmcatcher.cache.index import expected_bytes, same_bytes
 from vmcatcher.cache.layout import CacheLayout, Role
 from vmcatcher.names import UnsafeNameError, is_expired_name
 
 log = logging.getLogger("vmcatcher.cache.recovery")
 
-_CHUNK = 1024 * 1024
 
 #: (event type, metadata) pairs for the caller to fire.
 Announcement = tuple[str, dict[str, Any]]
@@ -72,7 +72,7 @@ def _finish_installs(
             continue  # still downloading or waiting to be verified: the download step's job
         installed = cache_index.get(uuid)
         if installed is not None:
-            if _same_bytes(installed, entry):
+            if same_bytes(installed, entry):
                 # Killed between the cache index write and the partial index write.
                 del partial_index[uuid]
                 changed.add(Role.PARTIAL)
@@ -117,7 +117,7 @@ def _finish_expiries(
 def _recorded_expiry(layout: CacheLayout, uuid: str, entry: Mapping[str, Any]) -> str | None:
     """An expired index entry for this image whose file exists (cache index not yet written)."""
     for name, expired in layout.expired_index.items():
-        if name.rsplit(".", 1)[0] != uuid or not _same_bytes(expired, entry):
+        if name.rsplit(".", 1)[0] != uuid or not same_bytes(expired, entry):
             continue
         try:
             if layout.path(Role.EXPIRED, str(expired.get("filename", name))).is_file():
@@ -142,26 +142,12 @@ def _unrecorded_expiry(layout: CacheLayout, uuid: str, entry: Mapping[str, Any])
     return None
 
 
-def _expected(entry: Mapping[str, Any]) -> tuple[str, str]:
-    size = entry.get("size", entry.get("hv:size"))
-    sha = entry.get("sha512", entry.get("sl:checksum:sha512"))
-    return str(size), str(sha).lower()
-
-
-def _same_bytes(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
-    return _expected(first) == _expected(second)
-
-
 def _file_matches(path: Path, entry: Mapping[str, Any]) -> bool:
     """``path`` is a regular file with exactly the entry's size and sha512."""
-    size, sha = _expected(entry)
+    size, sha = expected_bytes(entry)
     try:
         if path.is_symlink() or not path.is_file() or str(path.stat().st_size) != size:
             return False
-        digest = hashlib.sha512()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-    except OSError:
+        return file_size_and_sha512(path) == (int(size), sha)
+    except (OSError, ValueError):
         return False
-    return digest.hexdigest() == sha

@@ -20,7 +20,6 @@ they never become paths nor reach a handler as ``VMCATCHER_EVENT_FILENAME``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
@@ -29,12 +28,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vmcatcher.cache.digest import file_size_and_sha512
 from vmcatcher.cache.download import DownloadResult, download_image, install_file
+from vmcatcher.cache.index import expected_bytes, same_bytes
 from vmcatcher.cache.layout import CacheLayout, Role
 from vmcatcher.cache.recovery import recover_interrupted_moves
 from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstance, Subscription
@@ -55,7 +55,6 @@ MAX_DOWNLOAD_TRIES = 5
 # while a slow but honest link still finishes (the next run resumes what was fetched).
 DOWNLOAD_GRACE_SECONDS = 600.0
 MIN_DOWNLOAD_RATE = 64 * 1024  # bytes per second
-_HASH_CHUNK = 1024 * 1024
 
 # Copied from the database row into every index entry as str(value) (spec §10.3).
 _INSTANCE_FIELDS = {
@@ -194,7 +193,7 @@ class CacheRun:
         doomed = []
         for uuid, entry in list(cache_index.items()):
             target = wanted.get(uuid)
-            if target is None or not _same_image(entry, target.entry):
+            if target is None or not same_bytes(entry, target.entry):
                 doomed.append(uuid)
                 continue
             if entry.get("msgHash") != target.entry["msgHash"]:
@@ -244,9 +243,10 @@ class CacheRun:
                 log.error("Image '%s' cannot be read: %s", uuid, error.strerror or error)
                 continue
             problem = None
-            if str(size) != str(entry.get("size", entry.get("hv:size"))):
+            expected_size, expected_sha = expected_bytes(entry)
+            if str(size) != expected_size:
                 problem = f"Image '{uuid}' size incorrect."
-            elif digest != str(entry.get("sha512", entry.get("sl:checksum:sha512"))).lower():
+            elif digest != expected_sha:
                 problem = f"Image '{uuid}' sha512 incorrect."
             if problem:
                 log.error("%s", problem)
@@ -268,7 +268,7 @@ class CacheRun:
         todo = []
         for uuid, target in wanted.items():
             cached = cache_index.get(uuid)
-            if cached is not None and _same_image(cached, target.entry):
+            if cached is not None and same_bytes(cached, target.entry):
                 if not self._cached_file_missing(uuid, cached):
                     continue
                 log.warning(
@@ -378,13 +378,6 @@ def download_time_limit(size: int) -> float:
     return DOWNLOAD_GRACE_SECONDS + size / MIN_DOWNLOAD_RATE
 
 
-def _same_image(cached: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """The cached entry describes the bytes the current list wants (sha512 and size)."""
-    cached_sha = str(cached.get("sha512", cached.get("sl:checksum:sha512", ""))).lower()
-    cached_size = str(cached.get("size", cached.get("hv:size", "")))
-    return cached_sha == str(wanted["sha512"]).lower() and cached_size == str(wanted["size"])
-
-
 def _list_fields(instance: ImageListInstance) -> tuple[dict, dict[str, dict]]:
     """The stored list's top-level metadata and image dicts by identifier (no verification:
     the list was verified when it was imported)."""
@@ -435,17 +428,6 @@ def index_entry(
     for key, value in images.get(definition.identifier, {}).items():
         entry[f"hv:image.{key}"] = value
     return entry
-
-
-def file_size_and_sha512(path: Path) -> tuple[int, str]:
-    """Size and sha512 of a file, read in bounded chunks."""
-    digest = hashlib.sha512()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 class _ProgressBars:
