@@ -180,3 +180,12 @@ def test_output_files_are_only_created_for_matching_selections(site, imported):
     assert not (site.root / "none.txt").exists()
     assert images.stdout.startswith(f"imagelist.dc:identifier={imported.identifier}\n")
     assert f"imagedef.dc:identifier={imported.image_ids[0]}\n" in images.stdout
+
+
+def test_unwritable_output_file_is_one_clear_error(site, imported):
+    for command in (site.subscribe, site.image):
+        selector = imported.identifier if command == site.subscribe else imported.image_ids[0]
+        result = command("-i", "-u", selector, "-o", "no-such-dir/out.txt")
+        assert result.returncode == 1, result
+        assert "Cannot write output file 'no-such-dir/out.txt'" in result.stderr
+        assert "Traceback" not in result.stderr and "Unexpected" not in result.stderr

@@ -19,6 +19,7 @@ from vmcatcher.cli.common import (
 from vmcatcher.cli.trust_options import (
     add_trust_options,
     load_configured_trust_store,
+    payload_reader,
     resolve_crl_policy,
 )
 from vmcatcher.errors import Code, UsageError
@@ -111,10 +112,7 @@ def run(args: argparse.Namespace) -> int:
             reader = None
             if fmt == "message":
                 _, store = load_configured_trust_store(args)
-                from vmcatcher.trust import verify_message
-
-                policy = resolve_crl_policy(args)
-                reader = lambda data: verify_message(data, store, crl_policy=policy).payload  # noqa: E731
+                reader = payload_reader(store, resolve_crl_policy(args))
             return _info(session, fmt, selector, values, args.output, reader)
     return 0
 
@@ -135,7 +133,7 @@ def _list(session, fmt: str) -> None:
 
 def _info(session, fmt, selector, values, outputs, reader) -> int:
     from vmcatcher.output import records
-    from vmcatcher.output.writer import Writer
+    from vmcatcher.output.writer import selection_writer
     from vmcatcher.services import images
 
     rc = 0
@@ -145,10 +143,7 @@ def _info(session, fmt, selector, values, outputs, reader) -> int:
             if not definitions:
                 log.warning("Selections '%s' does not match any known images.", value)
                 continue
-            stream = None
-            if position < len(outputs):
-                stream = files.enter_context(open(outputs[position], "w", encoding="utf-8"))
-            writer = Writer(fmt, stream, payload_reader=reader)
+            writer = selection_writer(files, fmt, outputs, position, reader)
             for definition in definitions:
                 sub = definition.subscription
                 if sub is None:

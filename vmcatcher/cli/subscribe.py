@@ -21,6 +21,7 @@ from vmcatcher.cli.common import (
 from vmcatcher.cli.trust_options import (
     add_trust_options,
     load_configured_trust_store,
+    payload_reader,
     resolve_crl_policy,
 )
 from vmcatcher.errors import Code, ConfigError, UsageError, VmcatcherError
@@ -321,19 +322,15 @@ def _subscribe(database, args, decorators, context) -> None:
         update_mode=decorators.get("update_mode"),
         fetch_timeout=context.fetch_timeout,
     )
+    from vmcatcher.uri import mask_password
+
     for url in args.subscribe:
         with database.session() as session:
             try:
                 subscribe(session, url, options)
             except VmcatcherError as error:
                 log.error("%s", error)
-                raise VmcatcherError(f"Failed to subscribe to '{_masked(url)}'") from None
-
-
-def _masked(url: str) -> str:
-    from vmcatcher.uri import mask_password
-
-    return mask_password(url)
+                raise VmcatcherError(f"Failed to subscribe to '{mask_password(url)}'") from None
 
 
 def _list(database, fmt: str) -> None:
@@ -368,31 +365,20 @@ def _delete(database, selector: str, selections: list[str]) -> int:
     return int(Code.FAILURE) if unmatched else 0
 
 
-def _payload_reader(store, crl_policy):
-    if store is None:
-        return None
-    from vmcatcher.trust import verify_message
-
-    return lambda data: verify_message(data, store, crl_policy=crl_policy).payload
-
-
 def _info(database, fmt, selector, selections, outputs, store, crl_policy, images=False) -> None:
     from vmcatcher.output import records
-    from vmcatcher.output.writer import Writer
+    from vmcatcher.output.writer import selection_writer
     from vmcatcher.services.queries import latest_list_instance
     from vmcatcher.services.subscriptions import find
 
-    reader = _payload_reader(store, crl_policy)
+    reader = payload_reader(store, crl_policy)
     with database.session() as session, ExitStack() as files:
         for position, value in enumerate(selections):
             sub = find(session, selector, value)
             if sub is None:
                 log.warning("Selections '%s' does not match any known subscriptions.", value)
                 continue
-            stream = None
-            if position < len(outputs):
-                stream = files.enter_context(open(outputs[position], "w", encoding="utf-8"))
-            writer = Writer(fmt, stream, payload_reader=reader)
+            writer = selection_writer(files, fmt, outputs, position, reader)
             instance = latest_list_instance(session, sub)
             if not images:
                 writer.subscription_info(sub, instance)

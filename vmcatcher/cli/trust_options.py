@@ -43,3 +43,12 @@ def load_configured_trust_store(args: argparse.Namespace):  # -> vmcatcher.trust
         return cert_dir, load_trust_store(cert_dir)
     except TrustStoreError as error:
         raise ConfigError(f"Invalid x509 trust store directory: {cert_dir}. ({error})") from None
+
+
+def payload_reader(store, crl_policy):  # -> vmcatcher.output.writer.PayloadReader | None
+    """What the ``message`` format uses to show a stored list: its re-verified payload."""
+    if store is None:
+        return None
+    from vmcatcher.trust import verify_message
+
+    return lambda data: verify_message(data, store, crl_policy=crl_policy).payload

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from typing import Any, TextIO
 
-from vmcatcher.errors import TrustError
+from vmcatcher.errors import ConfigError, TrustError
 from vmcatcher.output import records
 
 log = logging.getLogger("vmcatcher.output")
@@ -33,6 +34,30 @@ def _stdout() -> TextIO:
     if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
         stream.reconfigure(errors="backslashreplace")
     return stream
+
+
+def selection_writer(
+    files: ExitStack,
+    fmt: str,
+    outputs: Sequence[str],
+    position: int,
+    payload_reader: PayloadReader | None = None,
+) -> Writer:
+    """The writer for the ``position``-th selection: its ``-o`` file if one was given, else stdout.
+
+    Files are paired with selections by position and only opened (truncated) for a
+    selection that matched something; ``files`` closes them at the end of the command.
+    """
+    stream = None
+    if position < len(outputs):
+        try:
+            handle = open(outputs[position], "w", encoding="utf-8")  # noqa: SIM115 (closed by files)
+            stream = files.enter_context(handle)
+        except OSError as error:
+            raise ConfigError(
+                f"Cannot write output file '{outputs[position]}': {error.strerror}"
+            ) from None
+    return Writer(fmt, stream, payload_reader=payload_reader)
 
 
 class Writer:
