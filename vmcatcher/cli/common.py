@@ -39,6 +39,14 @@ def new_parser(prog: str, description: str) -> ArgumentParser:
     return parser
 
 
+def add_actions(
+    group: argparse._ArgumentGroup, actions: Sequence[tuple[tuple[str, ...], str, str]]
+):
+    """Declare action flags; each appends its name to ``args.actions`` for :func:`single_action`."""
+    for flags, name, text in actions:
+        group.add_argument(*flags, dest="actions", action="append_const", const=name, help=text)
+
+
 def add_logging_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("logging")
     group.add_argument(

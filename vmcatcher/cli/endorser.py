@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from vmcatcher.cli.common import (
+    add_actions,
     add_database_options,
     add_format_option,
     add_logging_options,
@@ -36,34 +37,21 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("vmcatcher_endorser", DESCRIPTION)
-    actions = parser.add_argument_group("actions (exactly one)")
-    actions.add_argument(
-        "-l", "--list", dest="actions", action="append_const", const="list",
-        help="list every endorser credential",
-    )  # fmt: skip
-    actions.add_argument(
-        "-C", "--create", dest="actions", action="append_const", const="create",
-        help="create an endorser (-e) with credentials (--dn, -I)",
-    )  # fmt: skip
-    actions.add_argument(
-        "-D", "--delete", dest="actions", action="append_const", const="delete",
-        help="delete endorsers (-e), with the lists imported under their signature",
-    )  # fmt: skip
-    actions.add_argument(
-        "-K", "--links", dest="actions", action="append_const", const="links",
-        help="list endorser to subscription links",
-    )  # fmt: skip
-    actions.add_argument(
-        "-k", "--link", dest="actions", action="append_const", const="link",
-        help="allow endorser -e to sign subscription -s (paired by position)",
-    )  # fmt: skip
-    actions.add_argument(
-        "-u", "--unlink", dest="actions", action="append_const", const="unlink",
-        help="withdraw endorser -e from subscription -s (paired by position)",
-    )  # fmt: skip
-    actions.add_argument(
-        "-i", "--info", dest="actions", action="append_const", const="info",
-        help="show endorsers (-e) with their credentials and subscriptions",
+    add_actions(
+        parser.add_argument_group("actions (exactly one)"),
+        [
+            (("-l", "--list"), "list", "list every endorser credential"),
+            (("-C", "--create"), "create", "create an endorser (-e) with credentials (--dn, -I)"),
+            (("-D", "--delete"), "delete",
+             "delete endorsers (-e), with the lists imported under their signature"),
+            (("-K", "--links"), "links", "list endorser to subscription links"),
+            (("-k", "--link"), "link",
+             "allow endorser -e to sign subscription -s (paired by position)"),
+            (("-u", "--unlink"), "unlink",
+             "withdraw endorser -e from subscription -s (paired by position)"),
+            (("-i", "--info"), "info",
+             "show endorsers (-e) with their credentials and subscriptions"),
+        ],
     )  # fmt: skip
     selection = parser.add_argument_group("selection")
     selection.add_argument(

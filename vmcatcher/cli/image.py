@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 
 from vmcatcher.cli.common import (
+    add_actions,
     add_database_options,
     add_format_option,
     add_logging_options,
@@ -44,15 +45,24 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("vmcatcher_image", DESCRIPTION)
-    actions = parser.add_argument_group("actions (exactly one)")
-    for flags, const, text in (
-        (("-l", "--list"), "list", "list every image with its state and subscription"),
-        (("-a", "--add"), "add", "subscribe the selected images (the cache downloads them)"),
-        (("-r", "--remove"), "remove", "unsubscribe the selected images (the cache expires them)"),
-        (("-i", "--info"), "info", "show the selected images"),
-        (("-D", "--delete"), "delete", "forget the selected images until a list names them again"),
-    ):
-        actions.add_argument(*flags, dest="actions", action="append_const", const=const, help=text)
+    add_actions(
+        parser.add_argument_group("actions (exactly one)"),
+        [
+            (("-l", "--list"), "list", "list every image with its state and subscription"),
+            (("-a", "--add"), "add", "subscribe the selected images (the cache downloads them)"),
+            (
+                ("-r", "--remove"),
+                "remove",
+                "unsubscribe the selected images (the cache expires them)",
+            ),
+            (("-i", "--info"), "info", "show the selected images"),
+            (
+                ("-D", "--delete"),
+                "delete",
+                "forget the selected images until a list names them again",
+            ),
+        ],
+    )
     selection = parser.add_argument_group("selection")
     selection.add_argument(
         "-u", "--uuid", action="append", default=[], metavar="UUID",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 
 from vmcatcher.cli.common import (
+    add_actions,
     add_database_options,
     add_format_option,
     add_logging_options,
@@ -56,10 +57,6 @@ exit codes of -U: 10 download failed, 11 signature not verified, 12 endorser mis
 """
 
 
-def _action(parser, flags: Sequence[str], const: str, text: str) -> None:
-    parser.add_argument(*flags, dest="actions", action="append_const", const=const, help=text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("vmcatcher_subscribe", DESCRIPTION)
     actions = parser.add_argument_group("actions (at most one)")
@@ -67,11 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         "-s", "--subscribe", action="append", default=[], metavar="INPUTURL",
         help="subscribe to the image list at this URL (repeatable; file://, http://, https://)",
     )  # fmt: skip
-    _action(actions, ["-l", "--list"], "list", "list subscriptions")
-    _action(actions, ["-U", "--update"], "update", "download and import every subscription")
-    _action(actions, ["-D", "--delete"], "delete", "delete the selected subscriptions")
-    _action(actions, ["-i", "--info"], "info", "show the selected subscriptions")
-    _action(actions, ["--image-list"], "image_list", "list the selected subscriptions' images")
+    add_actions(
+        actions,
+        [
+            (("-l", "--list"), "list", "list subscriptions"),
+            (("-U", "--update"), "update", "download and import every subscription"),
+            (("-D", "--delete"), "delete", "delete the selected subscriptions"),
+            (("-i", "--info"), "info", "show the selected subscriptions"),
+            (("--image-list",), "image_list", "list the selected subscriptions' images"),
+        ],
+    )
     actions.add_argument(
         "--image-accept", action="append", default=[], metavar="UUID",
         help="pre-register an image UUID for the subscription at the same position (repeatable)",
