@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # The throw-away PostgreSQL server of the second test pass (tests/support/postgres.py).
 PGTEST := $(BIN)/python -m tests.support.postgres
 
-.PHONY: test test-sqlite test-postgresql postgres-start postgres-stop demo lint format bench \
+.PHONY: test test-sqlite test-postgresql postgres-start postgres-stop demo lint format bench fuzz \
 	system-deps venv clean
 
 ## Install what building M2Crypto needs (swig, libssl-dev, a compiler, Python headers).
@@ -73,6 +73,14 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## Random exploration: every property test with random seeds and 20x the examples of the
+## gate (docs/robustness.md, "Fuzzing"). Not part of `make test`, whose examples are fixed.
+## FUZZ_ARGS passes pytest options, e.g. FUZZ_ARGS=--hypothesis-seed=1234 to replay a run.
+FUZZ_ARGS ?=
+fuzz: $(STAMP)
+	VMCATCHER_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n 2 -m hypothesis -p no:cacheprovider \
+	  --hypothesis-show-statistics $(FUZZ_ARGS)
 
 ## Benchmarks (not tests): results go to docs/benchmarks.md by hand.
 bench: $(STAMP)

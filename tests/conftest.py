@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import databases
+from tests.support import databases, fuzzing
+
+fuzzing.load_profile()  # before any test module builds its hypothesis settings
 
 TESTS = Path(__file__).resolve().parent
 

@@ -7,19 +7,16 @@ import copy
 import json
 from datetime import datetime
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
+from tests.support.fuzzing import examples
 from tests.support.lists import list_payload, make_image, make_image_list
 from vmcatcher.errors import VmcatcherError
 from vmcatcher.imagelist import MAX_IMAGE_SIZE, ImageList, decode_image_list
 from vmcatcher.names import is_safe_name
 
-SETTINGS = settings(
-    max_examples=2000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = examples(2000)
 
 BASE = make_image_list(
     "251c2259-fb08-4892-80fa-13b739813a90",

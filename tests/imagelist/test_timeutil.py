@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.fuzzing import examples
 from vmcatcher.errors import NotAnImageListError
 from vmcatcher.timeutil import TIME_FORMAT, format_time, parse_list_date, utcnow
 
@@ -72,7 +73,7 @@ def test_garbage_is_38(text):
         parse_list_date(text)
 
 
-@settings(max_examples=1000, deadline=None)
+@examples(1000)
 @given(st.text(max_size=40))
 def test_any_text_parses_or_is_38(text):
     try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.fuzzing import examples
 from vmcatcher.versions import compare_versions
 
 # Verified examples from behaviour-spec 6.8: (old, new) -> result.
@@ -49,7 +50,7 @@ def test_more_cases(old, new, expected):
 _versions = st.text(alphabet="0123456789abc.-,/rc", max_size=12) | st.text(max_size=12)
 
 
-@settings(max_examples=1000, deadline=None)
+@examples(1000)
 @given(_versions, _versions)
 def test_antisymmetric_and_total(a, b):
     assert compare_versions(a, b) == -compare_versions(b, a)

@@ -1,6 +1,7 @@
 """Fuzzing the parsers that read what remote publishers and local files hand us.
 
-Each target gets 10,000 hypothesis examples, fed in-process (no subprocess),
+Each target gets 1,000 hypothesis examples in the gate (20,000 under ``make fuzz``),
+fed in-process (no subprocess),
 and must either succeed or raise one of the typed
 :class:`~vmcatcher.errors.VmcatcherError` subclasses -- never ``KeyError``,
 ``RecursionError``, ``UnicodeError``, an M2Crypto exception or anything else
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.robustness.hostile_support import grid_pki
+from tests.support.fuzzing import examples
 from tests.support.lists import list_payload, make_image, make_image_list
 from tests.support.pki import sign
 from vmcatcher.cache.index import CacheIndex
@@ -52,19 +54,15 @@ from vmcatcher.versions import compare_versions
 
 pytestmark = pytest.mark.robustness
 
-EXAMPLES = settings(
-    max_examples=10_000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    database=None,  # reproducible from the seed alone; no state left in the tree
-)
+#: The gate draws 1,000 fixed examples per target; ``make fuzz`` draws 20,000 random ones.
+EXAMPLES = examples(1_000)
 
 NOW = datetime.now(timezone.utc).replace(tzinfo=None)  # fixed for the whole module
 
 
 @pytest.fixture(autouse=True)
 def _quiet_decoder() -> Iterator[None]:
-    """Dropped images log one WARNING each: 10,000 examples would flood the capture."""
+    """Dropped images log one WARNING each: thousands of examples would flood the capture."""
     logger = logging.getLogger("vmcatcher")
     previous = logger.level
     logger.setLevel(logging.CRITICAL)

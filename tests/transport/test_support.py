@@ -9,9 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.fuzzing import examples
 from tests.support.servers import GeneratedContent, TestServer
 from tests.support.tls import TestPKI
 
@@ -25,7 +26,7 @@ def raw_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[
         return error.code, dict(error.headers), error.read()
 
 
-@settings(max_examples=60, deadline=None)
+@examples(60)
 @given(
     size=st.integers(0, 5000),
     block=st.integers(16, 700),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.fuzzing import examples
 from vmcatcher.errors import Code, InvalidURIError, UsageError
 from vmcatcher.uri import mask_password, normalise_anonymous, parse, split_credentials
 
@@ -99,7 +100,7 @@ def test_mask_password(url: str, expected: str) -> None:
     assert mask_password(url) == expected
 
 
-@settings(max_examples=300, deadline=None)
+@examples(300)
 @given(st.text(max_size=60))
 def test_never_crashes_with_an_untyped_error(text: str) -> None:
     for function in (normalise_anonymous, split_credentials):
@@ -117,7 +118,7 @@ _PLAIN = st.text(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@examples(200)
 @given(user=_PLAIN, secret=_PLAIN)
 def test_password_never_survives(user: str, secret: str) -> None:
     url = f"https://{user}:{secret}@example.org/list?x=1"

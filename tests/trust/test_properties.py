@@ -4,18 +4,15 @@ and whatever still verifies carries exactly the content that was signed."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
+from tests.support.fuzzing import examples
 from tests.support.pki import sign, signed_form
 from vmcatcher.errors import SignatureError, TrustError
 from vmcatcher.trust import extract_payload_unverified, verify_message
 
-SETTINGS = settings(
-    max_examples=2000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+SETTINGS = examples(2000)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +80,7 @@ def test_mutated_messages_fail_cleanly_or_keep_the_signed_content(
         assert isinstance(extracted, bytes)
 
 
-@settings(max_examples=300, deadline=None)
+@examples(300)
 @given(data=st.binary(max_size=2048))
 def test_arbitrary_bytes_never_crash(store, data):
     with pytest.raises(TrustError):
