@@ -39,11 +39,11 @@ from enum import IntEnum
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 from vmcatcher import __version__
 from vmcatcher.errors import FetchError, InvalidURIError, UsageError
-from vmcatcher.uri import mask_password, parse, split_credentials
+from vmcatcher.uri import local_path, mask_password, parse, scheme_of, split_credentials
 
 if TYPE_CHECKING:
     import requests
@@ -170,9 +170,9 @@ def _session_class() -> type[requests.Session]:
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
+    parts = parse(url)  # both URLs were parsed before: this cannot fail
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+    return parts.scheme, (parts.host or "").lower(), port
 
 
 def _may_send_credentials(original: str, current: str) -> bool:
@@ -288,17 +288,16 @@ def open_http(
 def _next_hop(current: str, location: str, visited: set[str]) -> str:
     try:
         target, _, _ = split_credentials(urljoin(current, location))
-        parse(target)
-    except (InvalidURIError, ValueError) as error:
+        scheme = parse(target).scheme
+    except (InvalidURIError, ValueError) as error:  # urljoin: ValueError on a broken netloc
         raise TransportFailure(f"redirect to an invalid URL: {error}") from None
-    scheme = urlsplit(target).scheme
     if scheme not in HTTP_SCHEMES:
         raise TransportFailure(
             f"redirect to a {scheme or 'relative'}: URL refused ({mask_password(target)})"
         )
     if target in visited:
         raise TransportFailure(f"redirect loop at {mask_password(target)}")
-    if urlsplit(current).scheme == "https" and scheme == "http":
+    if scheme_of(current) == "https" and scheme == "http":
         log.warning("Redirected from https to plain http: %s", mask_password(target))
     visited.add(target)
     return target
@@ -380,12 +379,10 @@ def _fail(url: str, reason: str) -> FetchError:
 
 
 def _read_file(url: str, max_bytes: int) -> bytes:
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise _fail(url, f"file URL names another host ({parts.netloc!r})")
-    path = unquote(parts.path)
-    if not path:
-        raise _fail(url, "path not defined")
+    try:
+        path = local_path(url)
+    except InvalidURIError as error:
+        raise _fail(url, str(error)) from None
     try:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)
@@ -439,11 +436,10 @@ def fetch_list(
     an ``http://`` URL too, since it may redirect to https. Raises FetchError.
     """
     try:
-        parse(url)
+        scheme = parse(url).scheme
+        plain_url, url_user, url_password = split_credentials(url)
     except InvalidURIError as error:
         raise FetchError(str(error)) from None
-    plain_url, url_user, url_password = split_credentials(url)
-    scheme = urlsplit(plain_url).scheme
     if scheme == "file":
         return _read_file(plain_url, max_bytes)
     if scheme not in HTTP_SCHEMES:

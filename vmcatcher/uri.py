@@ -19,16 +19,23 @@ hides the password in anything that reaches a log line.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from vmcatcher.errors import InvalidURIError
+from vmcatcher.safetext import escape_controls
 
 MASK = "***"
 _MAX_PORT = 65535
 _FALLBACK_USERINFO = re.compile(r"(//[^/@:?#]*:)[^/?#]*@")
-_CONTROL_ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(32), 127, 0x85, 0x2028, 0x2029)}
+# Control characters (C0, DEL, C1, line separators): never part of a URL we accept.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A registered host name or IPv4 address (RFC 3986 unreserved characters).
+_HOST_CHARS = re.compile(r"[A-Za-z0-9._~-]")
+# 'http:user:secret@host/x': userinfo without an authority (urlsplit puts it in the path).
+_PATH_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:(?!//)[^/?#@:]*:)[^/?#@]*@")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,35 @@ def _split(url: str) -> SplitResult:
         return urlsplit(url)
     except ValueError as error:  # e.g. "Invalid IPv6 URL"
         raise InvalidURIError(f"invalid URL {mask_password(url)!r}: {error}") from None
+
+
+def _check_host(host: str, url: str) -> None:
+    """A host is a bracketed IPv6 literal, or a (possibly international) DNS name / IPv4."""
+    if host.startswith("["):
+        literal = host[1:-1]
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise InvalidURIError(
+                f"invalid IPv6 address {host!r} in URL {mask_password(url)!r}"
+            ) from None
+        return
+    if host.isascii():
+        bad = _HOST_CHARS.sub("", host)
+        if bad:
+            raise InvalidURIError(
+                f"invalid character {bad[0]!r} in host {host!r} of URL {mask_password(url)!r}"
+            )
+        return
+    import idna  # installed with requests; the same encoding requests applies
+
+    try:
+        idna.encode(host, uts46=True)
+    except (idna.IDNAError, UnicodeError, ValueError) as error:
+        raise InvalidURIError(
+            f"host {host!r} of URL {mask_password(url)!r} is not a valid international "
+            f"domain name ({error})"
+        ) from None
 
 
 def _parse_hostport(hostport: str, url: str) -> tuple[str | None, int | None]:
@@ -72,16 +108,27 @@ def _parse_hostport(hostport: str, url: str) -> tuple[str | None, int | None]:
             f"invalid port {port_text!r} in URL {mask_password(url)!r}: "
             f"a port is a number from 0 to {_MAX_PORT}"
         )
+    if host:
+        _check_host(host, url)
     return host or None, port
 
 
 def parse(url: object) -> ParsedURI:
     """Parse ``url`` the way ``urimunge.setUri`` did; non-strings count as ``""``.
 
-    Raises :class:`InvalidURIError` for a non-numeric or out-of-range port or a broken
-    IPv6 literal.
+    This is the one place where a URL from a user, a list, a redirect or a
+    database row is taken apart, and it raises nothing but
+    :class:`InvalidURIError`: for control characters anywhere (Python's
+    ``urlsplit`` would silently delete some of them), a non-numeric or
+    out-of-range port, a broken IPv6 literal, a host with characters no host
+    name has (or an invalid international one), an http(s) URL without a host,
+    and credentials in a ``file:`` URL. Everything that passes can be split and
+    rebuilt again without an exception.
     """
     text = url if isinstance(url, str) else ""
+    bad = _UNSAFE.search(text)
+    if bad:
+        raise InvalidURIError(f"invalid character {bad.group()!r} in URL {mask_password(text)!r}")
     parts = _split(text)
     username = password = None
     userinfo, at, hostport = parts.netloc.rpartition("@")
@@ -90,6 +137,12 @@ def parse(url: object) -> ParsedURI:
         username = unquote(user) or None
         password = (unquote(secret) or None) if colon else None
     host, port = _parse_hostport(hostport, text)
+    if parts.scheme in ("http", "https") and host is None:
+        raise InvalidURIError(
+            f"URL {mask_password(text)!r} names no host (expected {parts.scheme}://host/...)"
+        )
+    if parts.scheme == "file" and at:
+        raise InvalidURIError(f"file URL {mask_password(text)!r} carries credentials")
     return ParsedURI(parts.scheme, username, password, host, port, parts.path, parts.query)
 
 
@@ -138,13 +191,28 @@ def mask_password(url: object) -> str:
     try:
         parts = urlsplit(text)
     except ValueError:
-        return _FALLBACK_USERINFO.sub(rf"\1{MASK}@", text).translate(_CONTROL_ESCAPES)
+        return escape_controls(_FALLBACK_USERINFO.sub(rf"\1{MASK}@", text))
     userinfo, at, hostport = parts.netloc.rpartition("@")
     user, colon, _ = userinfo.partition(":")
     if not (at and colon):
-        return text.translate(_CONTROL_ESCAPES)
+        return escape_controls(_PATH_USERINFO.sub(rf"\1{MASK}@", text))
     masked = urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostport}"))
-    return masked.translate(_CONTROL_ESCAPES)
+    return escape_controls(masked)
+
+
+def local_path(url: str) -> str:
+    """The file system path a ``file:`` URL names (percent-decoded).
+
+    Refuses (:class:`InvalidURIError`) a URL naming another host (only none or
+    ``localhost`` is this machine) and one without a path.
+    """
+    parsed = parse(url)
+    if parsed.host not in (None, "localhost"):
+        raise InvalidURIError(f"file URL names another host ({parsed.host!r})")
+    path = unquote(parsed.path)
+    if not path:
+        raise InvalidURIError("path not defined")
+    return path
 
 
 def scheme_of(url: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.robustness.hostile_support import grid_pki
@@ -351,6 +351,7 @@ URLS = (
 
 @EXAMPLES
 @given(url=URLS)
+@example(url="A://[::]@]")  # found by make test on a fresh clone: bare ValueError from urlsplit
 def test_url_functions_raise_only_invalid_uri(url: str) -> None:
     assert isinstance(mask_password(url), str)  # used while reporting errors: never raises
     assert isinstance(scheme_of(url), str)
@@ -374,6 +375,8 @@ def test_url_functions_raise_only_invalid_uri(url: str) -> None:
 
 @EXAMPLES
 @given(url=URLS)
+@example(url="A://[::]@]")  # found by make test on a fresh clone: bare ValueError from urlsplit
+@example(url="http://[::]@]/")
 def test_fetch_url_validation_raises_only_typed_errors(url: str) -> None:
     """What the fetchers refuse before any network or file access: a typed error only."""
     from vmcatcher.cache.download import download_image
@@ -390,6 +393,7 @@ def test_fetch_url_validation_raises_only_typed_errors(url: str) -> None:
 
 @EXAMPLES
 @given(location=URLS, https=st.booleans())
+@example(location="//[::]@]/x", https=False)
 def test_redirect_validation(location: str, https: bool) -> None:
     """A redirect target is an http(s) URL or a one-line refusal, never an exception."""
     from vmcatcher.fetch import TransportFailure, _next_hop

@@ -125,3 +125,75 @@ def test_password_never_survives(user: str, secret: str) -> None:
     assert mask_password(url) == f"https://{user}:***@example.org/list?x=1"
     assert normalise_anonymous(url) == "https://example.org/list?x=1"
     assert split_credentials(url) == ("https://example.org/list?x=1", user, secret)
+
+
+# --- one parser for every URL: only typed errors (docs/robustness.md) ----------------------
+
+HOSTILE_URLS = [
+    "A://[::]@]",  # found by a property test: urlsplit raised a bare "Invalid IPv6 URL"
+    "http://[::1]x/",
+    "https://[zz]/list",
+    "https://[v1.fe]/list",
+    "http://[::1",
+    "http://host:99999/",
+    "http://host:-1/",
+    "http://host:８０/",  # non-ASCII digits
+    "http://:80/list",
+    "http://user:pw@/list",
+    "http:user:pw@host/list",  # credentials without an authority
+    "https:///list",
+    "file://user:pw@/etc/passwd",
+    "http://a b/list",
+    "http://ho^st/list",
+    "http://ex\u2100ample.org/list",
+    "http://bad\u0000host/",
+    "http://host/list\x1b[2J",
+    "http://host/list\r\nX-Injected: 1",
+    "http://host/\u2028",
+    "http://h\tost/",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_every_malformed_url_is_one_typed_error(url: str) -> None:
+    with pytest.raises(InvalidURIError) as caught:
+        parse(url)
+    message = str(caught.value)
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message
+    assert "pw" not in message.replace("pw@", "") or ":***@" in message
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_fetchers_refuse_malformed_urls_with_their_own_codes(url: str, tmp_path) -> None:
+    from vmcatcher.cache.download import download_image
+    from vmcatcher.errors import DownloadError, FetchError
+    from vmcatcher.fetch import fetch_list
+
+    with pytest.raises(FetchError) as fetched:
+        fetch_list(url, timeout=(1, 1))
+    assert fetched.value.code == Code.FETCH_FAILED
+    with pytest.raises(DownloadError):
+        download_image(url, tmp_path / "partial", expected_size=1, expected_sha512="0" * 128)
+    assert not (tmp_path / "partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://bücher.example/list", "bücher.example"),
+        ("http://xn--bcher-kva.example/list", "xn--bcher-kva.example"),
+        ("https://[2001:db8::1]:8443/x", "[2001:db8::1]"),
+        ("http://a_b.example/list", "a_b.example"),
+        ("file://localhost/tmp/my list", "localhost"),
+    ],
+)
+def test_well_formed_urls_still_parse(url: str, host: str) -> None:
+    assert parse(url).host == host
+    assert normalise_anonymous(url)
+
+
+def test_credentials_without_authority_are_masked() -> None:
+    assert mask_password("http:user:secret@host/x") == "http:user:***@host/x"
+    with pytest.raises(InvalidURIError) as caught:
+        parse("http:user:secret@host/x")
+    assert "secret" not in str(caught.value)

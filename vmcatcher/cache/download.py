@@ -42,7 +42,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from vmcatcher.cache.index import fsync_directory
 from vmcatcher.errors import DownloadError, InvalidURIError
@@ -56,7 +55,7 @@ from vmcatcher.fetch import (
     open_http,
     system_ca_bundle,
 )
-from vmcatcher.uri import mask_password, parse, split_credentials
+from vmcatcher.uri import local_path, mask_password, parse, split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -396,11 +395,10 @@ def _http_attempt(
 
 
 def _file_attempt(transfer: _Transfer, url: str) -> _Sink:
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise transfer.error(f"file URL names another host ({parts.netloc!r})")
     try:
-        source = open(unquote(parts.path), "rb", buffering=0)  # noqa: SIM115
+        source = open(local_path(url), "rb", buffering=0)  # noqa: SIM115
+    except InvalidURIError as error:
+        raise transfer.error(str(error)) from None
     except FileNotFoundError:
         raise transfer.error("file does not exist") from None
     except OSError as error:
@@ -454,11 +452,10 @@ def download_image(
     path = Path(partial_path)
     expected = _check_expectations(expected_size, expected_sha512)
     try:
-        parse(url)
+        scheme = parse(url).scheme
         plain_url, user, secret = split_credentials(url)
     except InvalidURIError as error:
         raise DownloadError(str(error)) from None
-    scheme = urlsplit(plain_url).scheme
     if scheme == "file" and not allow_file:
         raise DownloadError(f"image {mask_password(url)}: file:// image URLs are not allowed")
     if scheme != "file" and scheme not in HTTP_SCHEMES:

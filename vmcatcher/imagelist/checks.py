@@ -60,9 +60,13 @@ def uri_matches(image_list: ImageList, expected_uri: str) -> bool:
     """
     if image_list.uri == expected_uri:
         return True
+    from vmcatcher.errors import InvalidURIError
     from vmcatcher.uri import normalise_anonymous
 
-    return normalise_anonymous(image_list.uri) == normalise_anonymous(expected_uri)
+    try:
+        return normalise_anonymous(image_list.uri) == normalise_anonymous(expected_uri)
+    except InvalidURIError:  # a list's hv:uri that is not even a URL does not match
+        return False
 
 
 def check_identifier(image_list: ImageList, expected: str) -> None:

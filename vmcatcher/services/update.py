@@ -42,7 +42,7 @@ from vmcatcher.db.models import (
     Subscription,
     SubscriptionAuth,
 )
-from vmcatcher.errors import Code, FetchError, VmcatcherError
+from vmcatcher.errors import Code, FetchError, InvalidURIError, VmcatcherError
 from vmcatcher.fetch import DEFAULT_TIMEOUT
 from vmcatcher.imagelist import Image, ImageList
 from vmcatcher.services.queries import latest_list_instance
@@ -441,7 +441,12 @@ def image_instance(image: Image) -> ImageInstance:
 
 def _follow_list_uri(session: Session, sub: Subscription, image_list: ImageList) -> None:
     """Let a signed list move its subscription, but only within http/https (spec §14.1.10)."""
-    new_uri = normalise_anonymous(image_list.uri)
+    try:
+        new_uri = normalise_anonymous(image_list.uri)
+    except InvalidURIError as error:
+        log.warning("Subscription '%s' keeps URI '%s'; the list names %s", sub.identifier,
+                    sub.uri, error)  # fmt: skip
+        return
     if new_uri == sub.uri:
         return
     old_scheme, new_scheme = scheme_of(sub.uri), scheme_of(new_uri)

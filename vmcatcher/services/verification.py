@@ -18,7 +18,7 @@ from datetime import datetime
 from vmcatcher.imagelist import ImageList, decode_image_list
 from vmcatcher.imagelist.checks import check_update
 from vmcatcher.trust import CrlPolicy, TrustStore, VerifiedMessage, verify_message
-from vmcatcher.uri import normalise_anonymous
+from vmcatcher.uri import mask_password
 
 log = logging.getLogger("vmcatcher.verification")
 
@@ -60,5 +60,5 @@ def verify_list(
     if not uri_ok:
         log.warning("list hv:uri does not match subscription uri for '%s'", expected_identifier)
         log.info("Expected URI '%s'", expected_uri)
-        log.info("Downloaded URI '%s'", normalise_anonymous(image_list.uri))
+        log.info("Downloaded URI '%s'", mask_password(image_list.uri))
     return VerifiedList(data, message_hash(data), message, image_list)
