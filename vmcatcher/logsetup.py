@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 
 from vmcatcher.errors import ConfigError
+from vmcatcher.safetext import escape_controls
 from vmcatcher.settings import ENV_LOG_CONF
 
 _LEVELS = {
@@ -24,6 +25,23 @@ _LEVELS = {
     3: logging.ERROR,
     4: logging.FATAL,
 }
+
+
+class SafeLogRecord(logging.LogRecord):
+    """A log record whose message never carries raw control characters.
+
+    Messages quote list titles, URIs, DNs and HTTP reasons; whatever handler a
+    site configures, an ESC or a newline from them is shown escaped, so a
+    remote party can neither forge a log line nor rewrite the terminal.
+    """
+
+    def getMessage(self) -> str:
+        return escape_controls(super().getMessage(), keep="\t")
+
+
+def install_safe_records() -> None:
+    """Make every log record of this process a :class:`SafeLogRecord`."""
+    logging.setLogRecordFactory(SafeLogRecord)
 
 
 def level_for(verbose: int, quiet: int) -> int:
@@ -46,6 +64,7 @@ def setup_logging(
     exist; unlike the original, the message names the path whichever way it
     was given (command line or environment).
     """
+    install_safe_records()
     environment = os.environ if env is None else env
     path = log_config or environment.get(ENV_LOG_CONF) or None
     level = level_for(verbose, quiet)

@@ -127,5 +127,8 @@ def run_cli(body: Callable[[], int]) -> int:
 
 
 def _ensure_logging() -> None:
+    from vmcatcher.logsetup import install_safe_records
+
+    install_safe_records()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING)

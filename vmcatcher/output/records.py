@@ -19,7 +19,11 @@ TRUST_ANCHOR_NAMES = {0: "None", 1: "Browser", 2: "IGTF"}
 
 
 def json_text(value: Any) -> str:
-    """JSON as the original printed it: sorted keys, indent 4, no trailing newline."""
+    """JSON as the original printed it: sorted keys, indent 4, no trailing newline.
+
+    ``ensure_ascii`` (the default, as in the original) writes every control
+    character of a list's text as a ``\\u`` escape: nothing raw reaches a terminal.
+    """
     return json.dumps(value, sort_keys=True, indent=4)
 
 

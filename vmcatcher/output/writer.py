@@ -4,7 +4,9 @@ Each command keeps one :class:`Writer` per destination. ``lines`` and ``json``
 come from :mod:`vmcatcher.output.records`; ``message`` prints the verified
 payload of a stored list and ``SMIME`` the stored signed bytes, as the
 original's output drivers did. Several JSON documents in one run are simply
-concatenated (no trailing newline), exactly like the original.
+concatenated (no trailing newline), exactly like the original. Text from a list
+or a server never reaches the terminal with raw control characters
+(:mod:`vmcatcher.safetext`); JSON escapes them itself.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, TextIO
 
 from vmcatcher.errors import ConfigError, TrustError
 from vmcatcher.output import records
+from vmcatcher.safetext import escape_controls, escape_document
 
 log = logging.getLogger("vmcatcher.output")
 
@@ -76,15 +79,17 @@ class Writer:
     # --- primitives ---------------------------------------------------------
 
     def lines(self, lines: Iterable[str]) -> None:
+        """One record per line; control characters in it are shown escaped (tabs kept)."""
         for line in lines:
-            self.stream.write(line + "\n")
+            self.stream.write(escape_controls(line, keep="\t") + "\n")
 
     def json(self, value: Any) -> None:
         self.stream.write(records.json_text(value))
 
     def raw(self, data: bytes | str) -> None:
+        """A stored document as is, but for control characters no verified list holds."""
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-        self.stream.write(text)
+        self.stream.write(escape_document(text))
 
     @property
     def is_json(self) -> bool:
