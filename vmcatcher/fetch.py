@@ -30,11 +30,13 @@ import functools
 import http.client
 import logging
 import os
+import re
 import socket
 import ssl
 import time
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from types import TracebackType
@@ -60,7 +62,26 @@ HTTP_SCHEMES = ("http", "https")
 _READ_CHUNK = 256 * 1024
 
 Timeout = tuple[float, float]
-Verify = bool | str
+_HASHED_CERT = re.compile(r"[0-9a-f]{8}\.\d+")
+
+
+@dataclass(frozen=True)
+class CombinedTrust:
+    """Two trust sources at once: a CA bundle file and a hashed CA directory.
+
+    Image servers are checked against the system CAs *and* the Grid CA directory.
+    OpenSSL can load both into one TLS context (``cafile`` plus ``capath``: the
+    directory's ``<hash>.N`` names are exactly its lookup format), so no combined
+    bundle is ever written to disk: nothing is left in the temporary directory,
+    even by a run killed with SIGKILL (docs/robustness.md).
+    """
+
+    cafile: str
+    capath: str
+
+
+# False: no verification; True: the default bundle; a path: a bundle file or CA directory.
+Verify = bool | str | CombinedTrust
 
 
 class TrustAnchor(IntEnum):
@@ -136,6 +157,26 @@ def tls_verify_for(trust_anchor: TrustAnchor | int, ca_dir: str | Path | None) -
     return str(ca_dir)
 
 
+def image_tls_verify(ca_dir: str | Path | None, insecure: bool = False) -> Verify:
+    """The ``verify`` value for image downloads: system CAs plus the CA directory.
+
+    ``False`` only when ``insecure`` is explicitly requested. Without a CA directory
+    holding hashed certificates this is the system bundle alone.
+    """
+    if insecure:
+        return False
+    system = system_ca_bundle()
+    if ca_dir is None or not os.path.isdir(ca_dir):
+        return system
+    try:
+        names = os.listdir(ca_dir)
+    except OSError:
+        return system
+    if not any(_HASHED_CERT.fullmatch(name) for name in names):
+        return system
+    return CombinedTrust(system, str(ca_dir))
+
+
 # --- HTTP plumbing shared with image downloads ---------------------------------------
 
 
@@ -150,6 +191,36 @@ def _requests() -> Any:
     # re-added each time (no duplicates): callers such as test runners reset filters
     warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     return requests
+
+
+@functools.cache
+def _combined_trust_adapter() -> type[Any]:
+    """An HTTPAdapter that adds a CA directory to the CA bundle requests verifies with.
+
+    requests takes one ``verify`` path, a file *or* a directory; its two documented
+    extension points for adapters put the directory beside the file.
+    """
+    requests = _requests()
+
+    class _CombinedTrustAdapter(requests.adapters.HTTPAdapter):  # type: ignore[misc,name-defined]
+        def __init__(self, capath: str) -> None:
+            self.capath = capath
+            super().__init__()
+
+        def build_connection_pool_key_attributes(
+            self, request: Any, verify: Any, cert: Any = None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+            if verify:
+                pool["ca_cert_dir"] = self.capath
+            return host, pool
+
+        def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+            super().cert_verify(conn, url, verify, cert)
+            if verify and url.lower().startswith("https"):
+                conn.ca_cert_dir = self.capath
+
+    return _CombinedTrustAdapter
 
 
 @functools.cache
@@ -258,6 +329,9 @@ def open_http(
     session.headers.update(
         {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", "Accept": "*/*"}
     )
+    if isinstance(verify, CombinedTrust):
+        session.mount("https://", _combined_trust_adapter()(verify.capath))
+        verify = verify.cafile
     current, visited = url, {url}
     try:
         for _ in range(max_redirects + 1):

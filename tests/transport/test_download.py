@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,11 +16,10 @@ from vmcatcher.cache import download as download_module
 from vmcatcher.cache.download import (
     DownloadResult,
     download_image,
-    image_tls_verify,
     install_file,
 )
 from vmcatcher.errors import DownloadError
-from vmcatcher.fetch import system_ca_bundle
+from vmcatcher.fetch import CombinedTrust, image_tls_verify, system_ca_bundle
 
 IMAGE = GeneratedContent(3 * 1024 * 1024 + 12345, seed=7, block=64 * 1024).read_all()
 SHA512 = hashlib.sha512(IMAGE).hexdigest()
@@ -345,22 +345,29 @@ def test_image_tls_verify_choices(pki: TestPKI, tmp_path: Path) -> None:
     assert image_tls_verify(empty) == system_ca_bundle()
 
 
-def test_combined_bundle_holds_system_and_grid_cas(pki: TestPKI, tmp_path: Path) -> None:
+def test_system_and_grid_cas_are_trusted_without_a_bundle_file(
+    pki: TestPKI, tmp_path: Path
+) -> None:
     ca_dir = tmp_path / "certificates"
     ca_dir.mkdir()
     (ca_dir / f"{pki.ca_hash}.0").write_bytes(pki.ca_cert.read_bytes())
     (ca_dir / f"{pki.ca_hash}.r0").write_text("-----BEGIN X509 CRL-----\nnot a cert\n")
     (ca_dir / f"{pki.ca_hash}.signing_policy").write_text("policy\n")
-    bundle = image_tls_verify(ca_dir)
-    assert isinstance(bundle, str)
-    text = Path(bundle).read_bytes()
-    assert Path(system_ca_bundle()).read_bytes().strip() in text
-    assert pki.ca_cert.read_bytes().strip() in text
-    assert b"X509 CRL" not in text
-    assert image_tls_verify(ca_dir) == bundle  # cached
-    time.sleep(0.01)
-    (ca_dir / "0123abcd.0").write_bytes(pki.ca_cert.read_bytes())  # dir changed: rebuilt
-    assert image_tls_verify(ca_dir) != bundle
+    before = set(os.listdir(tempfile.gettempdir()))
+    assert image_tls_verify(ca_dir) == CombinedTrust(system_ca_bundle(), str(ca_dir))
+    assert set(os.listdir(tempfile.gettempdir())) - before == set()
+
+
+def test_system_cas_still_trusted_beside_the_ca_dir(
+    https_server: TestServer, pki: TestPKI, partial: Path, tmp_path: Path
+) -> None:
+    """A server certified by a CA of the bundle file verifies with a CA dir beside it."""
+    https_server.add("/image", IMAGE)
+    other_dir = tmp_path / "unrelated-ca-dir"
+    other_dir.mkdir()
+    (other_dir / "0badcafe.0").write_text("not even a certificate\n")
+    trust = CombinedTrust(str(pki.ca_cert), str(other_dir))
+    assert download(https_server.url("/image"), partial, verify=trust).size == SIZE
 
 
 def test_https_image_verified_against_the_ca_dir(

@@ -16,8 +16,9 @@ again to hash it. Here:
   refuses the range, or the resumed result does not verify, it starts again from zero;
 * the result must have exactly ``expected_size`` bytes and the signed sha512, otherwise
   the partial file is deleted: the hash from the signed list is the integrity check;
-* TLS is verified (system CAs plus the Grid CA directory, see :func:`image_tls_verify`)
-  unless the operator explicitly asks for no verification;
+* TLS is verified (system CAs plus the Grid CA directory, see
+  :func:`vmcatcher.fetch.image_tls_verify`) unless the operator explicitly asks for no
+  verification;
 * ``file://`` image URLs are refused unless the caller allows them (a signed list could
   otherwise copy any readable local file into the cache, a hash-confirmation oracle);
 * no shell, and no path is ever derived from the URL: the caller names ``partial_path``.
@@ -28,7 +29,6 @@ moves a verified file into place with :func:`install_file`.
 
 from __future__ import annotations
 
-import atexit
 import errno
 import hashlib
 import logging
@@ -36,7 +36,6 @@ import os
 import queue
 import re
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -53,7 +52,6 @@ from vmcatcher.fetch import (
     TransportFailure,
     Verify,
     open_http,
-    system_ca_bundle,
 )
 from vmcatcher.uri import local_path, mask_password, parse, split_credentials
 
@@ -65,8 +63,6 @@ SYNC_EVERY = 64 * MiB  # background fdatasync interval while writing
 _QUEUED_CHUNKS = 8  # chunks waiting for the hash thread (memory bound)
 _SHA512_HEX = re.compile(r"[0-9a-fA-F]{128}")
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
-_HASHED_CERT = re.compile(r"[0-9a-f]{8}\.\d+")
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL)
 
 Progress = Callable[[int, int], None]
 
@@ -595,72 +591,3 @@ def _copy_across(source: Path, dest: Path) -> None:
         _discard(temporary)
         raise
     source.unlink()
-
-
-# --- TLS trust for image servers -----------------------------------------------------------
-
-_bundles: dict[tuple[object, ...], str] = {}
-_bundles_lock = threading.Lock()
-
-
-def _remove_bundles() -> None:
-    for bundle in _bundles.values():
-        try:
-            os.unlink(bundle)
-        except OSError:
-            pass
-
-
-atexit.register(_remove_bundles)
-
-
-def image_tls_verify(ca_dir: str | Path | None, insecure: bool = False) -> Verify:
-    """The ``verify`` value for image downloads: system CAs plus the CA directory.
-
-    ``False`` only when ``insecure`` is explicitly requested. Without a usable CA
-    directory this is the system bundle. Otherwise a combined PEM bundle (system bundle
-    followed by every ``<hash>.N`` certificate of ``ca_dir``) is written once to a
-    temporary file, rebuilt when either source changes, and removed at exit.
-    """
-    if insecure:
-        return False
-    system = system_ca_bundle()
-    if ca_dir is None or not os.path.isdir(ca_dir):
-        return system
-    certs = sorted(entry for entry in Path(ca_dir).iterdir() if _HASHED_CERT.fullmatch(entry.name))
-    if not certs:
-        return system
-    key = (system, _stamp(Path(system)), str(ca_dir), tuple(_stamp(c) for c in certs))
-    with _bundles_lock:
-        bundle = _bundles.get(key)
-        if bundle is None or not os.path.exists(bundle):
-            bundle = _write_bundle(Path(system), certs)
-            _bundles[key] = bundle
-    return bundle
-
-
-def _stamp(path: Path) -> tuple[str, int, int]:
-    try:
-        info = path.stat()
-    except OSError:
-        return (path.name, 0, -1)
-    return (path.name, info.st_mtime_ns, info.st_size)
-
-
-def _write_bundle(system: Path, certs: list[Path]) -> str:
-    parts = [system.read_bytes().rstrip(b"\n"), b""]
-    seen: set[bytes] = set()
-    for cert in certs:
-        try:
-            data = cert.read_bytes()
-        except OSError as error:
-            log.warning("Skipping unreadable CA file %s: %s", cert, error.strerror)
-            continue
-        for block in _PEM_CERT.findall(data):
-            if block not in seen:
-                seen.add(block)
-                parts.append(block)
-    fd, name = tempfile.mkstemp(prefix="vmcatcher-ca-", suffix=".pem")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(b"\n".join(parts) + b"\n")
-    return name

@@ -231,9 +231,9 @@ def run(args: argparse.Namespace) -> int:
     database_url = resolve_database(args.database)
     wait = False if args.wait is None else (True if args.wait < 0 else args.wait)
     with CacheLock(layout.cache_dir, wait=wait), ExitStack() as held:
-        from vmcatcher.cache.download import image_tls_verify
         from vmcatcher.cli.database import open_configured_database
         from vmcatcher.events import EventRunner
+        from vmcatcher.fetch import image_tls_verify
         from vmcatcher.services.cache import CacheOptions, CacheRun, base_environment
 
         database = open_configured_database(args)
