@@ -44,6 +44,7 @@ setup(
             "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "cryptography>=42",
+            "psycopg2-binary>=2.9",  # the other PostgreSQL driver sites have (tests/postgres)
             "ruff>=0.6",
         ],
     },

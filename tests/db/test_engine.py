@@ -120,19 +120,45 @@ def test_unreachable_server_masks_the_password() -> None:
     assert_one_line_error(caught.value, shows="admin:***@127.0.0.1:1", hides="hunter2")
 
 
-def test_plain_postgresql_url_uses_psycopg_when_psycopg2_is_missing() -> None:
-    """Without psycopg2 the plain form would fail with 'No module named psycopg2'."""
-    import importlib.util
+PLAIN_PG = "postgresql://admin:hunter2@127.0.0.1:1/vmcatcher?connect_timeout=5"
 
-    if importlib.util.find_spec("psycopg2") is not None:
-        pytest.skip("psycopg2 is installed here: SQLAlchemy's default driver is used as is")
-    url = "postgresql://admin:hunter2@127.0.0.1:1/vmcatcher?connect_timeout=5"
+
+def _only(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    """Pretend that only these driver modules are installed."""
+    from vmcatcher.db import engine
+
+    monkeypatch.setattr(engine, "_installed", lambda module: module in modules)
+
+
+@pytest.mark.parametrize(
+    ("installed", "driver"),
+    [
+        (("psycopg", "psycopg2"), "postgresql+psycopg"),
+        (("psycopg",), "postgresql+psycopg"),
+        (("psycopg2",), "postgresql+psycopg2"),
+    ],
+)
+def test_plain_postgresql_url_uses_the_installed_driver(
+    monkeypatch: pytest.MonkeyPatch, installed: tuple[str, ...], driver: str
+) -> None:
+    """psycopg 3 first, psycopg2 otherwise, whatever SQLAlchemy's own default is."""
+    _only(monkeypatch, *installed)
     with pytest.raises(DatabaseError) as caught:
-        open_database(url)
+        open_database(PLAIN_PG)
     message = assert_one_line_error(
-        caught.value, shows="'postgresql+psycopg://admin:***@127.0.0.1:1/", hides="hunter2"
+        caught.value, shows=f"'{driver}://admin:***@127.0.0.1:1/", hides="hunter2"
     )
-    assert "psycopg2" not in message and "Connection refused" in message
+    assert "No module named" not in message and "refused" in message
+
+
+def test_plain_postgresql_url_without_any_driver_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _only(monkeypatch)
+    with pytest.raises(DatabaseError) as caught:
+        open_database(PLAIN_PG)
+    message = assert_one_line_error(caught.value, shows="no PostgreSQL driver", hides="hunter2")
+    assert "pip install 'vmcatcher[postgresql]'" in message
 
 
 def test_explicit_postgresql_driver_is_kept() -> None:

@@ -16,13 +16,14 @@ multi-process cron deployment needs, applied on every new connection:
 * ``foreign_keys=ON`` so the schema's ``ON DELETE CASCADE`` clauses are real
   (the original never switched them on).
 
-PostgreSQL (sites sharing one database between hosts) needs the
-``postgresql`` extra (``pip install 'vmcatcher[postgresql]'``, i.e. psycopg 3).
-Both ``postgresql+psycopg://user:pw@host:5432/db`` and the plain
-``postgresql://user:pw@host/db`` work: SQLAlchemy's default driver for the
-plain form is psycopg2, so when psycopg2 is not installed but psycopg (v3) is,
-the plain form is opened with psycopg instead (an explicit ``+driver`` is
-always kept). The URL handed to event handlers is the one configured.
+PostgreSQL (sites sharing one database between hosts) needs a driver: the
+``postgresql`` extra (``pip install 'vmcatcher[postgresql]'``, i.e. psycopg 3)
+or psycopg2 (Debian's ``python3-psycopg2``). Both
+``postgresql+psycopg://user:pw@host:5432/db`` and the plain
+``postgresql://user:pw@host/db`` work: the plain form is opened with psycopg 3
+when it is installed, else with psycopg2, whatever SQLAlchemy's own default (an
+explicit ``+driver`` is always kept). The URL handed to event handlers is the
+one configured.
 
 A relative ``sqlite:///vmcatcher.db`` is resolved against the current working
 directory once, at open time, as the original did; later ``chdir`` calls do
@@ -144,6 +145,11 @@ def open_database(url: str, *, echo: bool = False) -> Database:
     masked = mask_url(parsed)
     try:
         engine = create_engine(parsed, **kwargs)
+    except ModuleNotFoundError as error:
+        hint = f"; {POSTGRESQL_HINT}" if parsed.get_backend_name() == "postgresql" else ""
+        raise DatabaseError(
+            f"Cannot open database '{masked}': driver module '{error.name}' is not installed{hint}"
+        ) from None
     except Exception as error:
         raise DatabaseError(
             f"Cannot open database '{masked}': {_one_line(error, parsed.password)}"
@@ -195,13 +201,28 @@ def describe_database_error(error: BaseException) -> str:
     return text
 
 
+#: The PostgreSQL drivers we can use, in order of preference, with their SQLAlchemy names.
+POSTGRESQL_DRIVERS = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))
+POSTGRESQL_HINT = "pip install 'vmcatcher[postgresql]' (psycopg 3) or install psycopg2"
+
+
 def _default_postgresql_driver(url: URL) -> URL:
-    """Open plain ``postgresql://`` (psycopg2 to SQLAlchemy) with psycopg 3 if only it is there."""
+    """Open plain ``postgresql://`` with whichever driver is installed, psycopg 3 first.
+
+    SQLAlchemy's own default for the plain form changed (psycopg2 up to 2.0,
+    psycopg 3 from 2.1), so relying on it breaks sites that have only one of
+    them, e.g. Debian's ``python3-psycopg2`` as deployments of the original
+    used. An explicit ``+driver`` is always kept.
+    """
     if url.drivername != "postgresql":
         return url
-    if _installed("psycopg2") or not _installed("psycopg"):
-        return url
-    return url.set(drivername="postgresql+psycopg")
+    for module, drivername in POSTGRESQL_DRIVERS:
+        if _installed(module):
+            return url.set(drivername=drivername)
+    raise DatabaseError(
+        f"Cannot open database '{mask_url(url)}': no PostgreSQL driver is installed; "
+        f"{POSTGRESQL_HINT}"
+    ) from None
 
 
 def _installed(module: str) -> bool:
