@@ -521,3 +521,15 @@ def test_password_from_stdin_is_stored_and_cleared(site):
     assert cleared.returncode == 0, cleared
     assert site.sub_row(sub)["password"] == ""
     assert "subscription.hv:uri.password" not in site.subscribe("-i", "-u", sub).stdout
+
+
+def test_relaxed_crl_acceptance_is_logged_by_the_update(site, tmp_path):
+    """The verifying core returns relaxed acceptances; the update logs each as a WARNING."""
+    stale = site.pki.write_ca_dir(tmp_path / "stale-certificates", root_crl="expired")
+    published = site.file_list()
+    env = {"VMCATCHER_DIR_CERT": str(stale), "VMCATCHER_CRL_POLICY": "relaxed"}
+    assert site.subscribe("-s", published.url, "-e", env=env).returncode == 0
+    result = site.subscribe("-U", env=env)
+    assert result.returncode == 0, result
+    relaxed = [line for line in result.stderr.splitlines() if "CRL policy relaxed" in line]
+    assert relaxed and all(line.startswith("WARNING:") for line in relaxed), result.stderr

@@ -137,19 +137,18 @@ def test_json_that_is_not_an_object_is_38(payload):
 # --- list structure (38) -----------------------------------------------------------------------
 
 
-def test_legacy_flat_form_is_decoded_with_a_warning(caplog):
+def test_legacy_flat_form_is_decoded_and_flagged(caplog):
     document = _body(_doc())
-    with caplog.at_level(logging.WARNING, logger="vmcatcher.imagelist"):
+    with caplog.at_level(logging.DEBUG):
         result = decode_image_list(json.dumps(document).encode())
     assert result.identifier == LIST_ID
     assert len(result.images) == 1
-    assert any("deprecated hepiximagelist format" in r.getMessage() for r in caplog.records)
+    assert result.legacy_form is True
+    assert caplog.records == [], "the decoder returns what it found; the services log it"
 
 
-def test_wrapped_form_logs_no_deprecation(caplog):
-    with caplog.at_level(logging.WARNING, logger="vmcatcher.imagelist"):
-        _decode(_doc())
-    assert caplog.records == []
+def test_wrapped_form_is_not_flagged():
+    assert _decode(_doc()).legacy_form is False
 
 
 @pytest.mark.parametrize(
@@ -280,9 +279,11 @@ def test_bad_list_date_is_38(key, value):
 
 
 def _decode_with_images(images, caplog):
-    with caplog.at_level(logging.WARNING, logger="vmcatcher.imagelist"):
+    """The decoded list and one sentence per dropped image; the decoder itself logs nothing."""
+    with caplog.at_level(logging.DEBUG):
         result = _decode(_doc(images=images))
-    return result, [r.getMessage() for r in caplog.records if r.name == "vmcatcher.imagelist"]
+    assert caplog.records == []
+    return result, [f"dropping image {item.label}: {item.reason}" for item in result.dropped]
 
 
 def test_image_missing_a_required_key_is_dropped_and_named(caplog):
@@ -419,7 +420,8 @@ def test_image_field_wider_than_its_column_drops_only_that_image(key, limit, cap
     decoded = _decode(document)
     assert len(decoded.images) == 1
     assert wide["dc:identifier"] not in {image.identifier for image in decoded.images}
-    assert f"'{key}' is longer than {limit} characters" in caplog.text
+    [dropped] = decoded.dropped
+    assert dropped.reason == f"'{key}' is longer than {limit} characters"
 
 
 @pytest.mark.parametrize("key", ["dc:identifier", "hv:uri", "hv:version"])

@@ -49,6 +49,6 @@ def payload_reader(store, crl_policy):  # -> vmcatcher.output.writer.PayloadRead
     """What the ``message`` format uses to show a stored list: its re-verified payload."""
     if store is None:
         return None
-    from vmcatcher.trust import verify_message
+    from vmcatcher.services.verification import verified_payload
 
-    return lambda data: verify_message(data, store, crl_policy=crl_policy).payload
+    return lambda data: verified_payload(data, store, crl_policy)

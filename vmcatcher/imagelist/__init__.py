@@ -13,10 +13,11 @@ from vmcatcher.imagelist.checks import (
     uri_matches,
 )
 from vmcatcher.imagelist.decode import MAX_IMAGE_SIZE, decode_image_list, parse_payload
-from vmcatcher.imagelist.model import Endorser, Image, ImageList
+from vmcatcher.imagelist.model import DroppedImage, Endorser, Image, ImageList
 
 __all__ = [
     "MAX_IMAGE_SIZE",
+    "DroppedImage",
     "Endorser",
     "Image",
     "ImageList",

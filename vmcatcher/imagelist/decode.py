@@ -12,7 +12,8 @@ What is kept from the reference decoder (hepixvmitrust): the ``hv:imagelist``
 wrapper or the legacy flat form (with a warning), the required list and
 endorser keys, unknown keys preserved, and images lacking a required key
 *dropped* -- the list survives with fewer images. What is added: each dropped
-image is named in a WARNING, and an image is also dropped when its values
+image is returned with its reason (:attr:`ImageList.dropped`, which the services
+log as WARNINGs; this module never logs), and an image is also dropped when its values
 cannot be used safely: an identifier that is not a safe file name (path
 traversal, spec 14.1 item 4), a size that is not a non-negative integer of
 sane magnitude, a checksum that is not 128 hex digits, or text fields that
@@ -22,14 +23,13 @@ are not strings.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 from vmcatcher.errors import InvalidJSONError, NotAnImageListError
-from vmcatcher.imagelist.model import Endorser, Image, ImageList
+from vmcatcher.imagelist.model import DroppedImage, Endorser, Image, ImageList
 from vmcatcher.jsondepth import nesting_depth
 from vmcatcher.limits import DN_LIMIT, IMAGE_FIELD_LIMITS, LIST_FIELD_LIMITS, too_long
 from vmcatcher.names import is_safe_name
@@ -43,8 +43,6 @@ __all__ = [
     "decode_image_list",
     "parse_payload",
 ]
-
-log = logging.getLogger("vmcatcher.imagelist")
 
 LIST_KEYS = (
     "dc:date:created",
@@ -161,34 +159,21 @@ def _endorser(body: Mapping[str, Any]) -> Endorser:
         raise NotAnImageListError(f"endorser {error}") from None
 
 
-def _image(entry: Any, position: int, list_id: str) -> Image | None:
-    """Decode one ``{"hv:image": {...}}`` entry, or log why it is dropped and return None."""
+def _image(entry: Any, position: int) -> Image | DroppedImage:
+    """Decode one ``{"hv:image": {...}}`` entry, or say why it is dropped."""
     label = f"#{position}"
     raw = entry.get("hv:image") if isinstance(entry, dict) else None
     if not isinstance(raw, dict):
-        log.warning(
-            'image list %r: dropping image %s: not an {"hv:image": {...}} object', list_id, label
-        )
-        return None
+        return DroppedImage(position, label, 'not an {"hv:image": {...}} object')
     identifier = raw.get("dc:identifier")
     if isinstance(identifier, str):
         label = repr(identifier)
     missing = [key for key in IMAGE_KEYS if key not in raw]
     if missing:
-        log.warning(
-            "image list %r: dropping image %s: missing required key(s) %s",
-            list_id,
-            label,
-            ", ".join(f"'{k}'" for k in missing),
-        )
-        return None
+        keys = ", ".join(f"'{k}'" for k in missing)
+        return DroppedImage(position, label, f"missing required key(s) {keys}")
     if not is_safe_name(identifier):
-        log.warning(
-            "image list %r: dropping image %s: 'dc:identifier' is not a safe file name",
-            list_id,
-            label,
-        )
-        return None
+        return DroppedImage(position, label, "'dc:identifier' is not a safe file name")
     try:
         sha512 = _text(raw, "sl:checksum:sha512")
         if not _SHA512.fullmatch(sha512):
@@ -212,8 +197,7 @@ def _image(entry: Any, position: int, list_id: str) -> Image | None:
             metadata=MappingProxyType(dict(raw)),
         )
     except _Invalid as error:
-        log.warning("image list %r: dropping image %s: %s", list_id, label, error)
-        return None
+        return DroppedImage(position, label, str(error))
 
 
 def decode_image_list(payload: bytes | str) -> ImageList:
@@ -245,8 +229,6 @@ def decode_image_list(payload: bytes | str) -> ImageList:
             raise NotAnImageListError(f"image list '{key}' is longer than {limit} characters")
         if _CONTROL.search(identifier if key == "dc:identifier" else texts[key]):
             raise NotAnImageListError(f"image list '{key}' contains control characters")
-    if legacy:
-        log.warning("image list %r: parsing deprecated hepiximagelist format", identifier)
     dates = {}
     for key in ("dc:date:created", "dc:date:expires"):
         try:
@@ -257,11 +239,14 @@ def decode_image_list(payload: bytes | str) -> ImageList:
     raw_images = body["hv:images"]
     if not isinstance(raw_images, list):
         raise NotAnImageListError("'hv:images' must be a JSON array")
-    images = []
+    images: list[Image] = []
+    dropped: list[DroppedImage] = []
     for position, entry in enumerate(raw_images):
-        image = _image(entry, position, identifier)
-        if image is not None:
-            images.append(image)
+        decoded = _image(entry, position)
+        if isinstance(decoded, Image):
+            images.append(decoded)
+        else:
+            dropped.append(decoded)
     metadata = {
         key: value
         for key, value in body.items()
@@ -279,4 +264,6 @@ def decode_image_list(payload: bytes | str) -> ImageList:
         endorser=endorser,
         images=tuple(images),
         metadata=MappingProxyType(metadata),
+        dropped=tuple(dropped),
+        legacy_form=legacy,
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Endorser", "Image", "ImageList"]
+__all__ = ["DroppedImage", "Endorser", "Image", "ImageList"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,15 @@ class Image:
 
 
 @dataclass(frozen=True)
+class DroppedImage:
+    """An ``hv:images`` entry the decoder left out, and why (the caller logs it)."""
+
+    position: int  # index in hv:images
+    label: str  # the identifier as repr() when it is a string, else '#<position>'
+    reason: str
+
+
+@dataclass(frozen=True)
 class ImageList:
     """A decoded ``hv:imagelist``; dates are naive UTC datetimes."""
 
@@ -63,6 +72,10 @@ class ImageList:
     endorser: Endorser
     images: tuple[Image, ...]
     metadata: Mapping[str, Any]  # list keys except dc:date:*, hv:endorser, hv:images
+    #: Entries of hv:images that could not be used (the list survives without them).
+    dropped: tuple[DroppedImage, ...] = ()
+    #: True for the deprecated flat form without the ``hv:imagelist`` wrapper.
+    legacy_form: bool = False
 
     def image(self, identifier: str) -> Image | None:
         """The first image with this identifier, or ``None``."""

@@ -384,15 +384,11 @@ def _list_fields(instance: ImageListInstance) -> tuple[dict, dict[str, dict]]:
     from vmcatcher.imagelist import decode_image_list
     from vmcatcher.trust import extract_payload_unverified
 
-    decoder_log = logging.getLogger("vmcatcher.imagelist")
-    quiet, decoder_log.disabled = decoder_log.disabled, True  # its warnings were shown at -U
-    try:
+    try:  # what it dropped was reported when the list was imported (-U)
         image_list = decode_image_list(extract_payload_unverified(instance.data))
     except VmcatcherError as error:
         log.error("Stored image list %s cannot be read again: %s", instance.id, error)
         return {}, {}
-    finally:
-        decoder_log.disabled = quiet
     images = {image.identifier: dict(image.metadata) for image in image_list.images}
     return dict(image_list.metadata), images
 

@@ -49,7 +49,10 @@ def verify_list(
 ) -> VerifiedList:
     """Verify and decode ``data``; raise the first failing check's typed error."""
     message = verify_message(data, store, crl_policy=crl_policy, now=now)
+    for warning in message.crl_warnings:
+        log.warning("%s", warning)
     image_list = decode_image_list(message.payload)
+    log_decoder_findings(image_list)
     uri_ok = check_update(
         image_list,
         message,
@@ -62,3 +65,22 @@ def verify_list(
         log.info("Expected URI '%s'", expected_uri)
         log.info("Downloaded URI '%s'", mask_password(image_list.uri))
     return VerifiedList(data, message_hash(data), message, image_list)
+
+
+def log_decoder_findings(image_list: ImageList) -> None:
+    """One WARNING for the deprecated flat form and one per image the decoder dropped."""
+    if image_list.legacy_form:
+        log.warning(
+            "image list %r: parsing deprecated hepiximagelist format", image_list.identifier
+        )
+    for item in image_list.dropped:
+        log.warning("image list %r: dropping image %s: %s", image_list.identifier, item.label,
+                    item.reason)  # fmt: skip
+
+
+def verified_payload(data: bytes, store: TrustStore, crl_policy: CrlPolicy) -> bytes:
+    """The payload of a stored signed list, verified again (the ``message`` output format)."""
+    message = verify_message(data, store, crl_policy=crl_policy)
+    for warning in message.crl_warnings:
+        log.warning("%s", warning)
+    return message.payload

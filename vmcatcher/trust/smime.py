@@ -19,7 +19,8 @@ section 6). The steps, in order, each failing with its own typed error:
 5. namespace policy: each certificate's subject allowed by its issuer's
    ``.namespaces``/``.signing_policy`` -> :class:`NamespaceError`;
 6. CRLs of every CA of the chain per :class:`CrlPolicy` -> :class:`RevocationError`
-   (relaxed acceptances log a WARNING on ``vmcatcher.trust`` naming the CA);
+   (relaxed acceptances are returned in :attr:`VerifiedMessage.crl_warnings`, one
+   sentence naming each CA, for the caller to log);
 7. ``PKCS7_verify`` against a store holding exactly that chain and the CRLs
    whose signatures were checked in step 6, with CRL checking of the whole
    chain: signature/digest, purpose, revocation -> typed error from OpenSSL's
@@ -32,7 +33,6 @@ OpenSSL oneline form that ``hv:dn`` / ``hv:ca`` are compared with.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -43,8 +43,6 @@ from vmcatcher.trust.crl import CrlPolicy, CrlState, CrlStatus, classify
 from vmcatcher.trust.store import CaCertificate, TrustStore
 
 __all__ = ["VerifiedMessage", "extract_payload_unverified", "verify_message"]
-
-log = logging.getLogger("vmcatcher.trust")
 
 MAX_CHAIN_LENGTH = 10
 
@@ -74,6 +72,9 @@ class VerifiedMessage:
     signer_subject: str  # OpenSSL oneline form, e.g. '/DC=org/DC=x/O=People/CN=Jane'
     signer_issuer: str  # the signer's immediate issuer, same form
     serial: str  # signer certificate serial number, decimal
+    #: One sentence per CA accepted without a current CRL under the relaxed policy; the
+    #: caller logs them as WARNINGs (this module decides, it does not log).
+    crl_warnings: tuple[str, ...] = ()
 
 
 def _as_bytes(data: bytes) -> bytes:
@@ -220,9 +221,9 @@ def _crl_verdicts(
 
 def _apply_crl_policy(
     verdicts: list[tuple[CaCertificate, CrlStatus]], policy: CrlPolicy, signer_subject: str
-) -> set[str]:
-    """Raise per ``policy``; return the subjects of the CAs accepted with a warning."""
-    warned: set[str] = set()
+) -> dict[str, str]:
+    """Raise per ``policy``; return {CA subject: warning} for the CAs relaxed into trust."""
+    warnings: dict[str, str] = {}
     for ca, status in verdicts:
         if status.state is CrlState.CURRENT:
             continue
@@ -231,14 +232,11 @@ def _apply_crl_policy(
             raise RevocationError(
                 f"cannot check revocation for CA '{ca.subject}': {status.detail}{hint}"
             )
-        log.warning(
-            "CRL policy relaxed: accepting '%s' although CA '%s' has no current CRL: %s",
-            signer_subject,
-            ca.subject,
-            status.detail,
+        warnings[ca.subject] = (
+            f"CRL policy relaxed: accepting '{signer_subject}' although CA '{ca.subject}' "
+            f"has no current CRL: {status.detail}"
         )
-        warned.add(ca.subject)
-    return warned
+    return warnings
 
 
 @dataclass
@@ -308,22 +306,19 @@ def _pkcs7_verify(
     return outcome
 
 
-def _warn_ignored(
-    outcome: _Outcome, chain: list[CaCertificate], warned: set[str], signer_subject: str
+def _add_ignored_crl_warnings(
+    outcome: _Outcome, chain: list[CaCertificate], warnings: dict[str, str], signer_subject: str
 ) -> None:
     """Relaxed mode: name every CA whose CRL OpenSSL could not use, unless already named."""
     from M2Crypto import m2
 
     for code, depth, _subject in outcome.ignored:
         # The certificate at ``depth`` is checked against its issuer's CRL: chain[depth].
-        if depth >= len(chain) or chain[depth].subject in warned:
+        if depth >= len(chain) or chain[depth].subject in warnings:
             continue
-        warned.add(chain[depth].subject)
-        log.warning(
-            "CRL policy relaxed: accepting '%s' although the CRL of CA '%s' was not usable: %s",
-            signer_subject,
-            chain[depth].subject,
-            m2.x509_get_verify_error(code),
+        warnings[chain[depth].subject] = (
+            f"CRL policy relaxed: accepting '{signer_subject}' although the CRL of CA "
+            f"'{chain[depth].subject}' was not usable: {m2.x509_get_verify_error(code)}"
         )
 
 
@@ -407,15 +402,15 @@ def _verify_locked(
             break
         child = ca.subject
     crls: list[Any] = []
-    warned: set[str] = set()
+    warnings: dict[str, str] = {}
     if policy is not CrlPolicy.OFF:
         verdicts, crls = _crl_verdicts(chain, store, now)
-        warned = _apply_crl_policy(verdicts, policy, subject)
+        warnings = _apply_crl_policy(verdicts, policy, subject)
     outcome = _pkcs7_verify(p7, content, chain, crls, policy, check_time)
     if outcome.payload is None:
         raise _openssl_failure(outcome.fatal, outcome.text, subject)
-    _warn_ignored(outcome, chain, warned, subject)
-    return VerifiedMessage(outcome.payload, subject, issuer, serial)
+    _add_ignored_crl_warnings(outcome, chain, warnings, subject)
+    return VerifiedMessage(outcome.payload, subject, issuer, serial, tuple(warnings.values()))
 
 
 def extract_payload_unverified(data: bytes) -> bytes:
