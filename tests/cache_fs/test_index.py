@@ -9,13 +9,8 @@ import stat
 
 import pytest
 
-from vmcatcher.cache.index import (
-    INDEX_FILENAME,
-    TEMP_PREFIX,
-    CacheIndex,
-    atomic_write_bytes,
-    is_temp_name,
-)
+from vmcatcher.cache.index import INDEX_FILENAME, CacheIndex
+from vmcatcher.durable import TEMP_PREFIX, atomic_write_bytes, is_temp_name
 from vmcatcher.errors import CacheError
 
 UUID = "f0e1d2c3-0000-4000-8000-000000000001"

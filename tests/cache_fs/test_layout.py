@@ -7,9 +7,10 @@ from datetime import datetime
 
 import pytest
 
-from vmcatcher.cache.index import INDEX_FILENAME, TEMP_PREFIX, CacheIndex
+from vmcatcher.cache.index import INDEX_FILENAME, CacheIndex
 from vmcatcher.cache.layout import CacheLayout, Role
 from vmcatcher.cache.lock import LOCK_FILENAME
+from vmcatcher.durable import TEMP_PREFIX
 from vmcatcher.errors import CacheError, CacheFileMissingError, ConfigError
 from vmcatcher.names import UnsafeNameError
 

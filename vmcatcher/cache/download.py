@@ -35,14 +35,13 @@ import logging
 import os
 import queue
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmcatcher.cache.index import fsync_directory
+from vmcatcher.durable import move_file
 from vmcatcher.errors import DownloadError, InvalidURIError
 from vmcatcher.fetch import (
     DEFAULT_TIMEOUT,
@@ -558,36 +557,11 @@ def _download_loop(
 
 
 def install_file(partial_path: Path, dest_path: Path) -> None:
-    """Move a verified file into the cache atomically and make the move durable.
-
-    ``os.replace`` then fsync of the destination directory. If the two directories are on
-    different file systems the file is copied to ``.<name>.tmp`` beside the destination,
-    fsync'ed, renamed over it, and the partial file removed.
-    """
+    """Move a verified file into the cache atomically and make the move durable."""
     source, dest = Path(partial_path), Path(dest_path)
     try:
-        try:
-            os.replace(source, dest)
-        except OSError as error:
-            if error.errno != errno.EXDEV:
-                raise
-            _copy_across(source, dest)
-        fsync_directory(dest.parent)
+        move_file(source, dest, overwrite=True)
     except OSError as error:
         raise DownloadError(
             f"cannot move '{source}' to '{dest}': {error.strerror or error}"
         ) from None
-
-
-def _copy_across(source: Path, dest: Path) -> None:
-    temporary = dest.with_name(f".{dest.name}.tmp")
-    try:
-        with open(source, "rb") as reader, open(temporary, "wb") as writer:
-            shutil.copyfileobj(reader, writer, DEFAULT_CHUNK_SIZE)
-            writer.flush()
-            os.fsync(writer.fileno())
-        os.replace(temporary, dest)
-    except BaseException:
-        _discard(temporary)
-        raise
-    source.unlink()

@@ -29,14 +29,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import secrets
-import stat
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from vmcatcher.durable import atomic_write_bytes, fsync_directory
 from vmcatcher.errors import CacheError
 from vmcatcher.jsondepth import nesting_depth
 
@@ -47,18 +45,7 @@ INDEX_FILENAME = "cache.index"
 MAX_INDEX_DEPTH = 100
 CORRUPT_PREFIX = INDEX_FILENAME + ".corrupt-"
 
-#: Prefix of the temporary files our atomic writes create. It starts with a dot
-#: so it can never collide with a managed (safe) name; the sweep recognises it
-#: with :func:`is_temp_name` and removes stale leftovers of a crashed write.
-TEMP_PREFIX = ".vmcatcher-tmp-"
-_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{16}")
-
 Entry = dict[str, Any]
-
-
-def is_temp_name(name: str) -> bool:
-    """True for the names :func:`atomic_write_bytes` uses for its temporary files."""
-    return _TEMP_NAME.fullmatch(name) is not None
 
 
 def expected_bytes(entry: Mapping[str, Any]) -> tuple[str, str]:
@@ -75,62 +62,6 @@ def expected_bytes(entry: Mapping[str, Any]) -> tuple[str, str]:
 def same_bytes(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
     """Both entries describe the same file content (size and sha512)."""
     return expected_bytes(first) == expected_bytes(second)
-
-
-def fsync_directory(directory: str | os.PathLike[str]) -> None:
-    """Make a rename or unlink inside ``directory`` durable (best effort on odd filesystems)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never a mix.
-
-    The new file keeps the mode of the file it replaces; a new file gets the
-    usual ``0666 & ~umask``.
-    """
-    target = Path(path)
-    directory = target.parent
-    try:
-        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = None
-    for _ in range(100):
-        temp = directory / (TEMP_PREFIX + secrets.token_hex(8))
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-        except FileExistsError:
-            continue
-        break
-    else:  # pragma: no cover - 100 random collisions
-        raise OSError(f"could not create a temporary file in '{directory}'")
-    try:
-        try:
-            if mode is not None:
-                os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, target)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    fsync_directory(directory)
 
 
 def render_index(data: dict[str, Any]) -> bytes:

@@ -40,25 +40,17 @@ Why the checks here look the way they do:
 from __future__ import annotations
 
 import enum
-import errno
 import logging
 import os
 import shlex
-import shutil
 import stat
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from vmcatcher.cache.index import (
-    CORRUPT_PREFIX,
-    INDEX_FILENAME,
-    TEMP_PREFIX,
-    CacheIndex,
-    fsync_directory,
-    is_temp_name,
-)
+from vmcatcher.cache.index import CORRUPT_PREFIX, INDEX_FILENAME, CacheIndex
+from vmcatcher.durable import fsync_directory, is_temp_name, move_file
 from vmcatcher.errors import CacheError, CacheFileMissingError, ConfigError
 from vmcatcher.names import (
     EXPIRED_STAMP_FORMAT,
@@ -337,7 +329,7 @@ class CacheLayout:
         name = self.expired_name(uuid, now_local or datetime.now())
         target = self.expired_dir / name
         try:
-            _move_file(source, target)
+            move_file(source, target, overwrite=False)
         except OSError as exc:
             raise CacheError(
                 f"Failed to move file {source} to expired directory: {exc.strerror or exc}"
@@ -416,31 +408,3 @@ def _stamp_of(name: str) -> datetime | None:
         return datetime.strptime(name.rsplit(".", 1)[1], EXPIRED_STAMP_FORMAT)
     except ValueError:
         return None
-
-
-def _move_file(source: Path, target: Path) -> None:
-    """Rename ``source`` to ``target`` (which must not exist); copy+fsync across filesystems."""
-    if os.path.lexists(target):
-        raise FileExistsError(f"'{target}' already exists")
-    try:
-        os.rename(source, target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:  # different filesystems
-            raise
-        temp = target.with_name(TEMP_PREFIX + os.urandom(8).hex())
-        try:
-            with open(source, "rb") as src, open(temp, "xb") as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
-                dst.flush()
-                os.fsync(dst.fileno())
-            shutil.copystat(source, temp)
-            os.rename(temp, target)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-            raise
-        os.unlink(source)
-        fsync_directory(source.parent)
-    fsync_directory(target.parent)
