@@ -288,10 +288,6 @@ class HTTPStream:
             raise TransportFailure(describe_transport_error(error, self._timeout)) from error
         return data or b""
 
-    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
-        while chunk := self.read1(chunk_size):
-            yield chunk
-
     def close(self) -> None:
         self._response.close()
         self._session.close()

@@ -168,10 +168,6 @@ class CacheIndex(MutableMapping[str, Entry]):
                 names.add(name)
         return names
 
-    def to_dict(self) -> dict[str, Entry]:
-        """A shallow copy of the entries."""
-        return dict(self._entries)
-
     # -- MutableMapping -----------------------------------------------------------
 
     def __getitem__(self, key: str) -> Entry:

@@ -22,8 +22,6 @@ from vmcatcher.settings import resolve_format
 
 log = logging.getLogger("main")
 
-ACTIONS = ("list", "create", "delete", "links", "link", "unlink", "info")
-
 DESCRIPTION = """\
 Manage endorsers: the x.509 identities (subject DN + issuer DN) allowed to sign
 image lists, and which subscriptions each endorser may sign.

@@ -278,7 +278,3 @@ class ImageInstance(Base):
             f"ImageInstance(id={self.id!r}, definition_id={self.definition_id!r}, "
             f"list_instance_id={self.list_instance_id!r}, version={self.version!r})"
         )
-
-
-#: Table names in dependency order (parents first), as the original created them.
-TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in Base.metadata.sorted_tables)

@@ -434,11 +434,6 @@ def _instance_values(image: Image) -> dict[str, Any]:
     }
 
 
-def image_instance(image: Image) -> ImageInstance:
-    """The database row for one image entry of a list."""
-    return ImageInstance(**_instance_values(image))
-
-
 def _follow_list_uri(session: Session, sub: Subscription, image_list: ImageList) -> None:
     """Let a signed list move its subscription, but only within http/https (spec §14.1.10)."""
     try:

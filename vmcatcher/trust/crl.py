@@ -74,11 +74,6 @@ class CrlStatus:
     state: CrlState
     detail: str
 
-    @property
-    def usable_by_relaxed(self) -> bool:
-        """States that ``relaxed`` accepts with a warning."""
-        return self.state in (CrlState.MISSING, CrlState.EXPIRED, CrlState.NOT_YET_VALID)
-
 
 def classify(
     candidates: list[tuple[str, datetime | None, datetime | None, bool | None]],
