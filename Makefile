@@ -79,7 +79,7 @@ format: $(STAMP)
 ## FUZZ_ARGS passes pytest options, e.g. FUZZ_ARGS=--hypothesis-seed=1234 to replay a run.
 FUZZ_ARGS ?=
 fuzz: $(STAMP)
-	VMCATCHER_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n 2 -m hypothesis -p no:cacheprovider \
+	VMCATCHER_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n 2 -m hypothesis -p no:cacheprovider --timeout 0 \
 	  --hypothesis-show-statistics $(FUZZ_ARGS)
 
 ## Benchmarks (not tests): results go to docs/benchmarks.md by hand.
