@@ -156,3 +156,14 @@ class CacheFileMissingError(CacheError):
 
 class CacheLockedError(CacheError):
     """Another vmcatcher_cache holds the lock on the same cache directory (exit 1)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's text (its type name when it has none).
+
+    Library errors (OpenSSL, drivers, JSON) can span several lines; a user
+    gets one (see :func:`vmcatcher.cli.common.run_cli`).
+    """
+    inner = getattr(error, "orig", None) or error  # a driver's error wrapped by SQLAlchemy
+    text = str(inner).strip()
+    return text.splitlines()[0] if text else type(inner).__name__

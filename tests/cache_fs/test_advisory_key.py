@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from vmcatcher.cache.lock import ADVISORY_LOCK_CLASS, DatabaseAdvisoryLock, advisory_lock_key
+from vmcatcher.db.locks import ADVISORY_LOCK_CLASS, DatabaseAdvisoryLock, advisory_lock_key
 
 
 def test_key_is_the_directory_name_not_its_path() -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from vmcatcher.cache.layout import CacheLayout, Role
-from vmcatcher.cache.lock import LOCK_FILENAME, CacheLock, CacheLockBase
+from vmcatcher.cache.lock import LOCK_FILENAME, CacheLock
 from vmcatcher.errors import CacheError, CacheLockedError
+from vmcatcher.locking import Lock
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -176,7 +177,7 @@ def test_lock_file_survives_the_sweep_and_is_not_inherited(tmp_path):
 
 
 def test_protocol_and_arguments(tmp_path):
-    assert issubclass(CacheLock, CacheLockBase)
+    assert issubclass(CacheLock, Lock)
     with pytest.raises(ValueError):
         CacheLock(tmp_path, wait=-1)
     assert CacheLock(tmp_path, wait=True).wait is None

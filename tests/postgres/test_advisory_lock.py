@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, pool
 
 from tests.support.databases import requires_postgresql
-from vmcatcher.cache.lock import DatabaseAdvisoryLock, advisory_lock_key
+from vmcatcher.db.locks import DatabaseAdvisoryLock, advisory_lock_key
 from vmcatcher.errors import CacheError, CacheLockedError
 
 pytestmark = requires_postgresql
@@ -27,7 +27,7 @@ HOLDER = """
 import sys
 sys.path.insert(0, {repo!r})
 from sqlalchemy import create_engine
-from vmcatcher.cache.lock import DatabaseAdvisoryLock, advisory_lock_key
+from vmcatcher.db.locks import DatabaseAdvisoryLock, advisory_lock_key
 lock = DatabaseAdvisoryLock(create_engine(sys.argv[1]), advisory_lock_key(sys.argv[2]))
 lock.acquire()
 print("locked", flush=True)

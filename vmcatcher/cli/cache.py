@@ -204,7 +204,7 @@ def _lock_in_database(
     """
     if database.engine.dialect.name != "postgresql":
         return
-    from vmcatcher.cache.lock import DatabaseAdvisoryLock, advisory_lock_key
+    from vmcatcher.db.locks import DatabaseAdvisoryLock, advisory_lock_key
 
     lock = DatabaseAdvisoryLock(
         database.engine,

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from vmcatcher.errors import InvalidJSONError, NotAnImageListError
+from vmcatcher.errors import InvalidJSONError, NotAnImageListError, first_line
 from vmcatcher.imagelist.model import DroppedImage, Endorser, Image, ImageList
 from vmcatcher.jsondepth import nesting_depth
 from vmcatcher.limits import DN_LIMIT, IMAGE_FIELD_LIMITS, LIST_FIELD_LIMITS, too_long
@@ -119,8 +119,9 @@ def parse_payload(payload: bytes | str) -> Any:
     try:
         document = json.loads(payload)
     except (ValueError, TypeError, RecursionError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InvalidJSONError(f"the signed payload is not valid JSON: {reason}") from None
+        raise InvalidJSONError(
+            f"the signed payload is not valid JSON: {first_line(error)}"
+        ) from None
     if document is None:
         raise InvalidJSONError("the signed payload is JSON null, not an image list")
     if nesting_depth(document) > MAX_JSON_DEPTH:  # a fixed limit: see vmcatcher.jsondepth

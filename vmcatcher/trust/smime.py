@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from vmcatcher.errors import RevocationError, SignatureError
+from vmcatcher.errors import RevocationError, SignatureError, first_line
 from vmcatcher.trust.crl import CrlPolicy, CrlState, CrlStatus, classify
 from vmcatcher.trust.store import CaCertificate, TrustStore
 
@@ -94,19 +94,14 @@ def _load(data: bytes) -> tuple[Any, Any]:
     try:
         p7, content = SMIME.smime_load_pkcs7_bio(BIO.MemoryBuffer(data))
     except Exception as error:  # M2Crypto/OpenSSL parse errors come in several types
-        raise SignatureError(f"not an S/MIME signed message: {_reason(error)}") from None
+        raise SignatureError(f"not an S/MIME signed message: {first_line(error)}") from None
     try:
         kind = p7.type()
     except Exception as error:
-        raise SignatureError(f"not an S/MIME signed message: {_reason(error)}") from None
+        raise SignatureError(f"not an S/MIME signed message: {first_line(error)}") from None
     if kind != SMIME.PKCS7_SIGNED:
         raise SignatureError("not an S/MIME signed message: the PKCS#7 content is not signed data")
     return p7, content
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
 
 
 def _clear_openssl_errors() -> None:
@@ -125,7 +120,7 @@ def _signer(p7: Any) -> Any:
         copies = [X509.load_cert_der_string(signers[i].as_der()) for i in range(count)]
     except Exception as error:
         raise SignatureError(
-            f"cannot find the signer certificate in the message: {_reason(error)}"
+            f"cannot find the signer certificate in the message: {first_line(error)}"
         ) from None
     if count == 0:
         raise SignatureError("the message has no signer")
@@ -298,7 +293,7 @@ def _pkcs7_verify(
         else:
             payload = smime.verify(p7, content, flags=SMIME.PKCS7_NOCHAIN)
     except Exception as error:
-        outcome.text = _reason(error)
+        outcome.text = first_line(error)
         return outcome
     finally:
         x509_store.set_verify_cb(None)
@@ -434,7 +429,9 @@ def extract_payload_unverified(data: bytes) -> bytes:
             try:
                 payload = smime.verify(p7, flags=SMIME.PKCS7_NOVERIFY | SMIME.PKCS7_NOSIGS)
             except Exception as error:
-                raise SignatureError(f"cannot read the signed content: {_reason(error)}") from None
+                raise SignatureError(
+                    f"cannot read the signed content: {first_line(error)}"
+                ) from None
             return bytes(payload)
         finally:
             _clear_openssl_errors()
