@@ -126,6 +126,18 @@ class ListExpiredError(ImageListError):
     code = Code.EXPIRED
 
 
+class LowerVersionError(ImageListError):
+    """A downloaded list is older than the newest stored version (rollback, code 17)."""
+
+    code = Code.LOWER_VERSION
+
+
+class NotAuthorisedError(VmcatcherError):
+    """The list's signer is not an authorised endorser of the subscription (code 13)."""
+
+    code = Code.NOT_AUTHORISED
+
+
 # --- transport ----------------------------------------------------------------
 
 

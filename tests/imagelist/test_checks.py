@@ -195,3 +195,29 @@ def test_whole_pipeline_on_a_really_signed_list(tmp_path):
     other = verify_message(sign(list_payload(forged_doc), pki.intermediate_endorser), store)
     with pytest.raises(EndorserMismatchError):
         check_update(decode_image_list(other.payload), other, expected_identifier=LIST_ID)
+
+
+# --- rollback (17) -------------------------------------------------------------------------
+
+
+def test_check_version_refuses_a_rollback_with_17():
+    from vmcatcher.errors import LowerVersionError
+    from vmcatcher.imagelist.checks import check_version
+
+    with pytest.raises(LowerVersionError) as caught:
+        check_version("list-id", "1.10", "1.9")
+    assert caught.value.code == 17
+    assert str(caught.value) == (
+        'Downloaded version "list-id" version "1.9" has lower version number than the old '
+        'version "1.10".'
+    )
+
+
+@pytest.mark.parametrize(
+    ("newest", "downloaded", "same"),
+    [(None, "1", False), ("1", "2", False), ("1.9", "1.10", False), ("2", "2", True)],
+)
+def test_check_version_accepts_newer_and_flags_the_same_number(newest, downloaded, same):
+    from vmcatcher.imagelist.checks import check_version
+
+    assert check_version("list-id", newest, downloaded) is same

@@ -12,6 +12,9 @@ runs the update subset in the original's order, where the first failure wins:
    :func:`uri_matches` returns a bool and the caller logs.
 3. ``dc:identifier`` equals the subscription's identifier (31).
 4. ``dc:date:created`` not in the future (33), ``dc:date:expires`` not passed (34).
+
+:func:`check_version` (rollback, 17) runs later, once the update knows the
+newest version it stores.
 """
 
 from __future__ import annotations
@@ -23,17 +26,20 @@ from vmcatcher.errors import (
     EndorserMismatchError,
     IdentifierMismatchError,
     ListExpiredError,
+    LowerVersionError,
 )
 from vmcatcher.imagelist.model import ImageList
 from vmcatcher.timeutil import format_time, utcnow
 from vmcatcher.trust.dn import dn_equal
 from vmcatcher.trust.smime import VerifiedMessage
+from vmcatcher.versions import compare_versions
 
 __all__ = [
     "check_dates",
     "check_endorser",
     "check_identifier",
     "check_update",
+    "check_version",
     "uri_matches",
 ]
 
@@ -116,3 +122,20 @@ def check_update(
         check_identifier(image_list, expected_identifier)
     check_dates(image_list, now)
     return uri_ok
+
+
+def check_version(identifier: str, newest: str | None, downloaded: str) -> bool:
+    """Refuse a rollback: ``downloaded`` lower than the ``newest`` stored version (17).
+
+    Returns True when both carry the same version number (the caller warns: a
+    changed list should have a new number), False otherwise.
+    """
+    if newest is None:
+        return False
+    order = compare_versions(newest, downloaded)
+    if order < 0:
+        raise LowerVersionError(
+            f'Downloaded version "{identifier}" version "{downloaded}" has lower version '
+            f'number than the old version "{newest}".'
+        )
+    return order == 0

@@ -42,15 +42,22 @@ from vmcatcher.db.models import (
     Subscription,
     SubscriptionAuth,
 )
-from vmcatcher.errors import Code, FetchError, InvalidURIError, VmcatcherError
+from vmcatcher.errors import (
+    Code,
+    FetchError,
+    InvalidURIError,
+    LowerVersionError,
+    NotAuthorisedError,
+    VmcatcherError,
+)
 from vmcatcher.fetch import DEFAULT_TIMEOUT
 from vmcatcher.imagelist import Image, ImageList
+from vmcatcher.imagelist.checks import check_version
 from vmcatcher.services.queries import latest_list_instance
 from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import format_time, utcnow
 from vmcatcher.trust import CrlPolicy, TrustStore, dn_equal
 from vmcatcher.uri import normalise_anonymous, scheme_of
-from vmcatcher.versions import compare_versions
 
 log = logging.getLogger("vmcatcher.update")
 
@@ -103,6 +110,10 @@ def update_one(session: Session, sub_id: int, context: UpdateContext) -> int:
     identifier = sub.identifier
     try:
         return _update(session, sub, context)
+    except (NotAuthorisedError, LowerVersionError) as error:  # decided after verification
+        session.rollback()
+        log.error("%s", error)
+        return int(error.code)
     except VmcatcherError as error:
         session.rollback()
         if isinstance(error, FetchError):
@@ -160,22 +171,18 @@ def _update(session: Session, sub: Subscription, context: UpdateContext) -> int:
         return 0
     auth = find_authorisation(session, sub, verified)
     if auth is None:
-        log.error(
-            "Endorser subject='%s' issuer='%s' not authorised on subscription '%s'",
-            verified.message.signer_subject,
-            verified.message.signer_issuer,
-            sub.identifier,
+        raise NotAuthorisedError(
+            f"Endorser subject='{verified.message.signer_subject}' "
+            f"issuer='{verified.message.signer_issuer}' not authorised on subscription "
+            f"'{sub.identifier}'"
         )
-        return int(Code.NOT_AUTHORISED)
     previous = latest_list_instance(session, sub)
     if previous is not None and previous.data_hash == verified.data_hash:
         log.debug("Same version:%s", sub.identifier)
         return 0
     if previous is None:
         log.info("First version of:%s", sub.identifier)
-    code = check_version(session, sub, verified.image_list.version)
-    if code:
-        return code
+    refuse_rollback(session, sub, verified.image_list.version)
     return import_list(session, sub, auth, verified, now, context.on_new_image)
 
 
@@ -244,30 +251,18 @@ def newest_instance(session: Session, sub: Subscription) -> ImageListInstance | 
     ).first()
 
 
-def check_version(session: Session, sub: Subscription, new_version: str) -> int:
-    """Refuse a rollback (17); warn about an unchanged version number."""
+def refuse_rollback(session: Session, sub: Subscription, new_version: str) -> None:
+    """Refuse a version lower than the newest stored one (17); warn about an unchanged number."""
     newest = newest_instance(session, sub)
-    if newest is None:
-        return 0
-    order = compare_versions(newest.version, new_version)
-    if order < 0:
-        log.error(
-            'Downloaded version "%s" version "%s" has lower version number than the old '
-            'version "%s".',
-            sub.identifier,
-            new_version,
-            newest.version,
-        )
-        return int(Code.LOWER_VERSION)
-    if order == 0:
+    newest_version = None if newest is None else newest.version
+    if check_version(sub.identifier, newest_version, new_version):
         log.warning(
             'Downloaded version "%s" version "%s" has the same version number than the old '
             'version "%s".',
             sub.identifier,
             new_version,
-            newest.version,
+            newest_version,
         )
-    return 0
 
 
 def import_list(
