@@ -39,17 +39,21 @@ __all__ = [
 
 
 def check_endorser(image_list: ImageList, verified: VerifiedMessage) -> None:
-    """``hv:dn``/``hv:ca`` must name the certificate that signed the list (code 12)."""
+    """``hv:dn``/``hv:ca`` must name the certificate that signed the list (code 12).
+
+    As in the original, the list's own values are the *expected* ones and the
+    signer's subject and issuer the *downloaded* ones (docs/troubleshooting.md).
+    """
     endorser = image_list.endorser
     if not dn_equal(endorser.dn, verified.signer_subject):
         raise EndorserMismatchError(
             f"Endorser DN does not match signature for '{image_list.identifier}': "
-            f"Expected DN '{verified.signer_subject}', Downloaded DN '{endorser.dn}'"
+            f"Expected DN '{endorser.dn}', Downloaded DN '{verified.signer_subject}'"
         )
     if not dn_equal(endorser.ca, verified.signer_issuer):
         raise EndorserMismatchError(
             f"list hv:ca does not match signature for '{image_list.identifier}': "
-            f"Expected CA '{verified.signer_issuer}', Downloaded CA '{endorser.ca}'"
+            f"Expected CA '{endorser.ca}', Downloaded CA '{verified.signer_issuer}'"
         )
 
 
