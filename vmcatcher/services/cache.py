@@ -364,8 +364,9 @@ class CacheRun:
             log.error("Failed to Move file '%s' into the enbdorsed directory: %s", uuid, error)
             self.layout.save(Role.PARTIAL)
             return
-        entry = dict(target.entry)
-        entry["filename"] = uuid
+        # The partial entry moves into the cache index whole, DownLoadTrys included, as the
+        # original's did (docs/commands/vmcatcher_cache.md, "cache.index").
+        entry = dict(announced)
         self.layout.cache_index[uuid] = entry
         partial_index.pop(uuid, None)
         self.layout.save(Role.CACHE, Role.PARTIAL)  # gaining index first: see cache.recovery
