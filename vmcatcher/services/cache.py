@@ -313,6 +313,9 @@ class CacheRun:
                 target.uuid,
                 count,
             )
+            # The original follows the WARNING with this ERROR; a cron job run with -q
+            # must still hear that the image is stuck (docs/compatibility.md).
+            log.error("Failed to download file '%s'.", target.uuid)
             partial_index[target.uuid] = entry
             return False
         entry["DownLoadTrys"] = {"count": count + 1, "msgHash": target.entry["msgHash"]}
