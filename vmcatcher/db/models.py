@@ -3,7 +3,7 @@
 Why the odd names: sites keep the ``vmcatcher.db`` written by the original
 Python 2 vmcatcher, and their own scripts (and the README's dump/reload
 migration recipe) rely on its exact table names, column names and column
-*order* (spec §3.1). So the tables keep ``endorserPrincible``,
+*order* (docs/database.md). So the tables keep ``endorserPrincible``,
 ``fkIdentifier``, ``trustAnchor`` ... and the columns are declared in the
 original order; only the Python attribute names are clean English (foreign-key
 columns get an ``_id`` attribute mapped onto the original column name).
