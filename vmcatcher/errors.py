@@ -5,7 +5,7 @@ of these typed errors with a one-line message naming the problem; the CLI layer
 catches :class:`VmcatcherError`, logs ``str(error)`` once at ERROR and exits
 with ``error.code``. Nothing else in the package chooses an exit code.
 
-The numeric codes are the original vmcatcher's (behaviour-spec §13), kept so
+The numeric codes are the original vmcatcher's (docs/commands/*.md, "Exit codes"), kept so
 that existing cron wrappers and monitoring keep working.
 """
 
@@ -15,7 +15,7 @@ from enum import IntEnum
 
 
 class Code(IntEnum):
-    """Process exit statuses and ``vmcatcher_subscribe`` result codes (spec §13)."""
+    """Process exit statuses and ``vmcatcher_subscribe`` result codes (docs/commands/*.md)."""
 
     OK = 0
     FAILURE = 1  # bad command line, missing file/dir, failed action

@@ -1,16 +1,16 @@
 """Run the operator's event handler command for cache and subscription events.
 
-Why this module exists (behaviour-spec §11, DECISIONS "Cache and events"):
+Why this module exists (docs/events.md, docs/compatibility.md):
 
 * The handler is an operator-supplied shell command line, run as
   ``/bin/sh -c <command>`` so that ``$VMCATCHER_EVENT_*`` references in it are
   expanded by the event's own shell, as the original documented.
 * Values taken from signed lists reach the handler **only through environment
-  variables**, never by interpolation into the command string (§14.1 item 15).
+  variables**, never by interpolation into the command string.
   Handlers must quote them (``"$VMCATCHER_EVENT_DC_TITLE"``).
 * Every event gets a fresh copy of the base environment, so variables never
   bleed from one event to the next, and this process's own ``os.environ`` is
-  never modified (the original aliased and mutated it, §14.1 item 14). Any
+  never modified (the original aliased and mutated it). Any
   password inside ``VMCATCHER_RDBMS`` is removed before it is exported.
 * The promised 10 s limit is really enforced, on the handler's whole process
   group: SIGTERM, then SIGKILL after a grace period; the result counts as
@@ -38,7 +38,7 @@ from typing import Any
 
 log = logging.getLogger("vmcatcher.events")
 
-# --- event types (exact strings emitted, spec §11.1) ---------------------------
+# --- event types (exact strings emitted, docs/events.md) ------------------------
 
 ProcessPrefix = "ProcessPrefix"
 ProcessPostfix = "ProcessPostfix"
@@ -65,7 +65,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
 #: handlers written against the README may want to accept both.
 HISTORICAL_EXPIRE_POSTFIX = "ExpirePosfix"
 
-# --- environment given to the handler (spec §11.2) -----------------------------
+# --- environment given to the handler (docs/events.md) -------------------------
 
 ENV_EVENT_TYPE = "VMCATCHER_EVENT_TYPE"
 ENV_SESSION_UUID = "VMCATCHER_EVENT_UUID_SESSION"
@@ -136,7 +136,7 @@ def _text(value: Any) -> str:
 
 
 def event_variables(metadata: Mapping[str, Any] | None) -> dict[str, str]:
-    """Map event metadata to ``VMCATCHER_EVENT_*`` variables (spec §11.2).
+    """Map event metadata to ``VMCATCHER_EVENT_*`` variables (docs/events.md).
 
     A variable is set when one of its keys is present and ``str(value)`` is not
     empty. ``None`` becomes the text ``None`` as in the original (the cache
@@ -268,7 +268,7 @@ class EventRunner:
         return build_event_env(self.base_env, event_type, self.session_uuid, metadata)
 
     def fire(self, event_type: str, metadata: Mapping[str, Any] | None = None) -> EventResult:
-        """Run the handler for one event, log the outcome as spec §11.3, never raise."""
+        """Run the handler for one event, log the outcome (docs/events.md), never raise."""
         if self.command is None:
             return EventResult(rc=0)
         env = _encode_env(self.environment(event_type, metadata))

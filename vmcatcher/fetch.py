@@ -1,6 +1,6 @@
 """Fetch one image list: bytes in, bytes out, with limits and timeouts.
 
-The original fetcher (behaviour-spec §5) never verified HTTPS servers (the trust-anchor
+The original fetcher (docs/compatibility.md) never verified HTTPS servers (the trust-anchor
 setting was silently ignored), had no HTTPS timeout, did not follow redirects, dropped
 query strings and the port, and crashed on a refused connection. Here:
 

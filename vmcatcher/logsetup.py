@@ -1,4 +1,4 @@
-"""Logging set-up shared by the commands (behaviour-spec §1.1).
+"""Logging set-up shared by the commands (docs/compatibility.md, "Logger names").
 
 The level is a counter starting at 2 (WARNING); each ``-v`` lowers it, each
 ``-q`` raises it. A logging config file (``--log-config`` or

@@ -2,7 +2,7 @@
 
 Image identifiers come from signed lists, i.e. from a remote publisher. The
 original used them directly as file names, so ``../x`` or ``/etc/x`` escaped
-the cache (behaviour-spec §14.1 item 4). Here an identifier names a file only
+the cache (docs/compatibility.md). Here an identifier names a file only
 if it matches :data:`SAFE_NAME`: letters, digits, ``.``, ``_`` and ``-``, not
 starting with a dot or dash, at most 200 characters, and not the name of a
 directory's own ``cache.index``. Every UUID qualifies.
@@ -17,7 +17,7 @@ from vmcatcher.errors import VmcatcherError
 MAX_NAME_LENGTH = 200
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 
-# Suffix the expired directory appends: '<uuid>.<YYYY-MM-DD_HH-MM-SS>' (spec §10.3).
+# Suffix the expired directory appends: '<uuid>.<YYYY-MM-DD_HH-MM-SS>'.
 EXPIRED_STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
 _EXPIRED_SUFFIX = re.compile(r"\.\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")
 

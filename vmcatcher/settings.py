@@ -26,7 +26,7 @@ DEFAULT_CERT_DIR = "/etc/grid-security/certificates/"
 DEFAULT_FORMAT = "lines"
 OUTPUT_FORMATS = ("SMIME", "message", "lines", "json")
 
-# Environment variable names (behaviour-spec §2.1), in one place.
+# Environment variable names (docs/operations.md), in one place.
 ENV_DATABASE = "VMCATCHER_RDBMS"
 ENV_LOG_CONF = "VMCATCHER_LOG_CONF"
 ENV_CERT_DIR = "VMCATCHER_DIR_CERT"

@@ -1,10 +1,10 @@
 """Time in vmcatcher: naive datetimes that mean UTC, and the one wire format.
 
 Why naive UTC: the original stored and compared naive ``utcnow()`` values, and
-the database columns (spec section 3) hold them that way; keeping one
+the database columns hold them that way; keeping one
 convention everywhere avoids mixing aware and naive values. Image lists
 should carry ``YYYY-MM-DDTHH:MM:SSZ``; the original crashed on anything else
-(spec section 4.1 [BUG]). We parse leniently instead -- offsets are converted
+(docs/compatibility.md). We parse leniently instead -- offsets are converted
 to UTC, fractions accepted -- but refuse values that are not a complete date
 and time (dateutil would otherwise fill missing parts from today's date), and
 report garbage as :class:`~vmcatcher.errors.NotAnImageListError` (code 38).

@@ -1,7 +1,7 @@
 """URL handling in one place: the anonymous form we store, credential splitting, log masking.
 
 The original vmcatcher normalised every subscription URL with ``uriNormaliseAnonymous``
-(behaviour-spec §5.5) and stored the result: scheme, host, non-zero port and path, with
+and stored the result: scheme, host, non-zero port and path, with
 credentials always removed. Existing databases hold URLs in that form, so we reproduce it,
 but fix what it broke:
 

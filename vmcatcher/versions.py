@@ -1,4 +1,4 @@
-"""Version ordering of image lists: the original's ``split_numeric_sort`` (spec section 6.8).
+"""Version ordering of image lists: the original's ``split_numeric_sort``.
 
 Why a port and not ``packaging.version``: publishers use anything as
 ``hv:version`` ("3.0.1", "20150618211400", "1.0-rc1", "1.a"), and a site's
@@ -64,7 +64,7 @@ def _compare_sequences(old: list[str], new: list[str], lexical: bool) -> int:
 
 
 def compare_versions(old: str, new: str) -> int:
-    """1 if ``new`` is newer than ``old``, -1 if older, 0 if equal (spec section 6.8).
+    """1 if ``new`` is newer than ``old``, -1 if older, 0 if equal.
 
     >>> compare_versions("1.2", "1.10")
     1

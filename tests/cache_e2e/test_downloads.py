@@ -115,7 +115,8 @@ def test_five_tries_per_list_version(site: CacheSite) -> None:
     sixth = site.cache()
     assert (
         f"WARNING:vmcatcher.cache:Image '{IMAGE}' has failed to download '5' times, "
-        "giving up until new image list." in sixth.stderr
+        "giving up until new image list.\n"
+        f"ERROR:vmcatcher.cache:Failed to download file '{IMAGE}'.\n" in sixth.stderr
     )
     assert len(site.server.requests_for(IMAGE_PATH)) == 5
 
@@ -133,6 +134,22 @@ def test_five_tries_per_list_version(site: CacheSite) -> None:
     site.cache()
     assert (site.cache_dir / IMAGE).read_bytes() == site.data[IMAGE]
     assert site.index(site.partial_dir) == {}
+
+
+def test_giving_up_is_an_error_that_quiet_cron_jobs_see(site: CacheSite) -> None:
+    """After the 5th failed try, -q (ERROR and above) still reports the stuck image."""
+    site.add_image(IMAGE)
+    site.ready()
+    site.server.status(IMAGE_PATH, 500)
+
+    for _ in range(5):
+        result = site.cache("-q")
+        assert f"ERROR:vmcatcher.cache:Failed to download file '{IMAGE}': " in result.stderr
+    sixth = site.cache("-q")
+    assert len(site.server.requests_for(IMAGE_PATH)) == 5
+    assert sixth.stderr.splitlines() == [
+        f"ERROR:vmcatcher.cache:Failed to download file '{IMAGE}'."
+    ]
 
 
 def test_file_uri_images_need_allow_file_uri(site: CacheSite) -> None:

@@ -17,13 +17,14 @@ from tests.cache_e2e.conftest import SUBSCRIPTION, CacheSite
 IMAGE = "c8bb4e9b-8e63-4ea5-8dca-979b3686e229"
 STAMP = r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}"
 
-# Every key of a cache.index entry for a downloaded image (spec §10.3); the list
-# has no ad:vo, so hv:imagelist.ad:vo must be absent.
+# Every key of a cache.index entry for a downloaded image (spec §10.3), DownLoadTrys
+# included as the original kept it; the list has no ad:vo, so hv:imagelist.ad:vo
+# must be absent.
 ENTRY_KEYS = {
     "dc:identifier", "uuid", "hv:uri", "uri", "sl:checksum:sha512", "sha512",
     "hv:size", "size", "hv:imagelist.dc:identifier", "message", "msgHash",
     "dc:title", "dc:description", "hv:version", "hv:hypervisor", "sl:arch",
-    "sl:comments", "sl:os", "sl:osversion", "filename",
+    "sl:comments", "sl:os", "sl:osversion", "DownLoadTrys", "filename",
 }  # fmt: skip
 IMAGE_FIELDS = {
     "dc:identifier", "dc:title", "dc:description", "hv:size", "sl:checksum:sha512",

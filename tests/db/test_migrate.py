@@ -66,10 +66,34 @@ def table_names(database) -> set[str]:
         return set(inspect(connection).get_table_names())
 
 
+#: The CHECK constraints of a vmcatcher database on SQLite: the original's, one per
+#: ``authorised`` flag. PostgreSQL stores the flags as BOOLEAN and has none.
+SQLITE_CHECKS = {
+    "subscription": ["authorised IN (0, 1)"],
+    "subscriptionAuth": ["authorised IN (0, 1)"],
+}
+
+
+def check_constraints(connection) -> dict[str, list[str]]:
+    inspector = inspect(connection)
+    found = {}
+    for table in inspector.get_table_names():
+        texts = sorted(c["sqltext"] for c in inspector.get_check_constraints(table))
+        if texts:
+            found[table] = texts
+    return found
+
+
 def schema_diff(database) -> list:
+    """Alembic's model comparison, plus the CHECK constraints it does not compare."""
     with database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(context, Base.metadata)
+        diff = list(compare_metadata(context, Base.metadata))
+        expected = SQLITE_CHECKS if connection.dialect.name == "sqlite" else {}
+        checks = check_constraints(connection)
+        if checks != expected:
+            diff.append(("check constraints", checks, expected))
+        return diff
 
 
 def test_head_constant_matches_the_revision_scripts() -> None:

@@ -151,6 +151,25 @@ def test_validation_failures_store_nothing(site, pki):
     assert dump(site) == before
 
 
+def test_endorser_mismatch_names_the_lists_values_as_expected(site, pki):
+    """hv:dn / hv:ca of the list are what was expected, the signer's what was downloaded."""
+    published = site.file_list()
+    site.subscribed(published)
+    other_dn = "/DC=org/DC=example-grid/O=People/CN=Somebody Else"
+    site.republish(published, version="2", dn=other_dn)
+    result = site.subscribe("-U")
+    assert result.returncode == 12, result
+    assert f"Expected DN '{other_dn}', Downloaded DN '{pki.endorser.subject}'" in result.stderr
+
+    site.republish(published, version="2", ca=pki.intermediate.subject)
+    result = site.subscribe("-U")
+    assert result.returncode == 12, result
+    assert (
+        f"Expected CA '{pki.intermediate.subject}', Downloaded CA '{pki.endorser.issuer}'"
+        in result.stderr
+    )
+
+
 def test_new_image_is_refused_with_an_event_then_newimage_subscribe_adds_it(site):
     published = site.file_list()
     site.subscribed(published)

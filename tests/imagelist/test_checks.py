@@ -55,20 +55,21 @@ def test_matching_endorser_passes():
 
 
 def test_dn_mismatch_is_12_with_both_dns():
+    """The list's hv:dn is what was expected; the signer's subject is what was downloaded."""
     with pytest.raises(EndorserMismatchError) as caught:
         check_endorser(_list(dn="/DC=org/DC=example-grid/O=People/CN=Mallory"), SIGNED)
     assert caught.value.code == Code.ENDORSER_MISMATCH == 12
     text = str(caught.value)
     assert text.startswith(f"Endorser DN does not match signature for '{LIST_ID}'")
-    assert f"Expected DN '{DN}'" in text
-    assert "Downloaded DN '/DC=org/DC=example-grid/O=People/CN=Mallory'" in text
+    assert "Expected DN '/DC=org/DC=example-grid/O=People/CN=Mallory'" in text
+    assert f"Downloaded DN '{DN}'" in text
 
 
 def test_ca_mismatch_is_12():
     with pytest.raises(EndorserMismatchError, match="list hv:ca does not match signature") as c:
         check_endorser(_list(ca="/DC=org/DC=example-grid/CN=Other CA"), SIGNED)
-    assert f"Expected CA '{CA}'" in str(c.value)
-    assert "Downloaded CA '/DC=org/DC=example-grid/CN=Other CA'" in str(c.value)
+    assert "Expected CA '/DC=org/DC=example-grid/CN=Other CA'" in str(c.value)
+    assert f"Downloaded CA '{CA}'" in str(c.value)
 
 
 def test_dn_is_checked_before_ca():

@@ -63,6 +63,9 @@ def test_install_interrupted_before_the_cache_index_write(site: Site) -> None:
     site.assert_consistent(strict=True)
     assert site.image_requests(mark) == {}, "an installed image was downloaded again"
     assert f"AvailablePostfix {victim}" in _events(site)
+    # The recovered entry is the partial one, DownLoadTrys included, as a normal install.
+    entry = read_index(site.cache_dir)[victim]
+    assert entry["DownLoadTrys"] == {"count": 1, "msgHash": entry["msgHash"]}
 
 
 def test_install_interrupted_between_the_two_index_writes(site: Site) -> None:

@@ -1,7 +1,7 @@
 """Download one image file: a single streaming pass that writes, hashes and counts.
 
 The original ran ``wget`` through a shell with the list's ``hv:uri`` interpolated
-unquoted (behaviour-spec §14.1 item 3: command injection by any list publisher), with
+unquoted (command injection by any list publisher, docs/compatibility.md), with
 ``--no-check-certificate``, no upper bound on the size, and then read the whole file
 again to hash it. Here:
 

@@ -3,11 +3,11 @@
 Each of the cache, partial and expired directories holds a ``cache.index``:
 a JSON object mapping a key (image UUID, or ``<uuid>.<stamp>`` in expired/)
 to an entry dict whose ``filename`` names the file it describes
-(behaviour-spec §10.3). Sites keep these files across the upgrade, and event
+(docs/commands/vmcatcher_cache.md). Sites keep these files across the upgrade, and event
 handlers or scripts may read them, so the layout stays byte-for-byte the
 original's: ``json.dumps(index, sort_keys=True, indent=4)``.
 
-What changes (DECISIONS "Cache and events"):
+What changes (docs/compatibility.md):
 
 * **Saving is atomic**: a temporary file in the same directory, fsync,
   ``os.replace``, fsync of the directory. A crash mid-save leaves either the

@@ -1,6 +1,6 @@
 """The three cache directories, validated once, and every file operation inside them.
 
-``vmcatcher_cache`` works in three directories (behaviour-spec §10.3): *cache*
+``vmcatcher_cache`` works in three directories (docs/commands/vmcatcher_cache.md): *cache*
 (the endorsed images, ``<cache>/<uuid>``), *partial* (downloads in progress,
 ``<partial>/<uuid>``) and *expired* (images taken out of the cache,
 ``<expired>/<uuid>.<YYYY-MM-DD_HH-MM-SS>``). Each holds a ``cache.index``
@@ -12,7 +12,7 @@ Why the checks here look the way they do:
   error says how to create them.
 * **What is dangerous is one role's sweep deleting another role's files.** The
   original deleted *every* unreferenced regular file in each directory, so two
-  roles sharing one directory destroyed each other's files (§14.1 item 13).
+  roles sharing one directory destroyed each other's files (docs/compatibility.md).
   Two rules make that impossible here:
 
   1. the three directories must be distinct (after resolving symlinks);
@@ -75,7 +75,7 @@ class Role(str, enum.Enum):
     EXPIRED = "expired"
 
 
-# Wording of the original's start-up errors (spec §10.2 step 3).
+# Wording of the original's start-up errors (docs/troubleshooting.md).
 _ROLE_TITLES = {
     Role.CACHE: "Cache directory",
     Role.PARTIAL: "Download directory",
@@ -210,7 +210,7 @@ class CacheLayout:
     def save(self, *roles: Role) -> None:
         """Sweep, then atomically save, the given roles' indexes (all three if none given).
 
-        The original ran the sweep before every save (spec §10.3); so do we.
+        The original ran the sweep before every save; so do we.
         """
         for role in roles or tuple(Role):
             self.sweep(role)
@@ -304,7 +304,7 @@ class CacheLayout:
         the file ``<uuid>.<YYYY-MM-DD_HH-MM-SS>`` as the original did. The
         cache entry dict itself moves (the same object), keyed by that name,
         with its ``filename`` set to it, so a caller holding the dict sees the
-        new name (the ExpirePostfix event relies on that, spec §10.4). Neither
+        new name (the ExpirePostfix event relies on that, docs/events.md). Neither
         index is saved here.
 
         Raises :class:`CacheFileMissingError` (after dropping the cache entry)

@@ -2,7 +2,7 @@
 
 Two overlapping runs (a slow download still going when cron starts the next
 one) would download the same images twice, sweep each other's partial files
-and overwrite each other's ``cache.index``. DECISIONS "Cache and events": a
+and overwrite each other's ``cache.index``. So (docs/compatibility.md, "concurrent runs") a
 second run waits for the first or exits with a clear message; it never
 corrupts anything.
 

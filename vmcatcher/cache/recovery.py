@@ -80,7 +80,7 @@ def _finish_installs(
             continue
         if not _file_matches(cached, entry):
             continue
-        record = {key: value for key, value in entry.items() if key != "DownLoadTrys"}
+        record = dict(entry)  # DownLoadTrys included, as a normal install keeps it
         record["filename"] = uuid
         cache_index[uuid] = record
         del partial_index[uuid]

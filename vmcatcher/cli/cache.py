@@ -1,4 +1,4 @@
-"""``vmcatcher_cache``: download, verify and expire cached images (spec §10, §11)."""
+"""``vmcatcher_cache``: download, verify and expire cached images."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``vmcatcher_endorser``: manage who may sign which image list (behaviour-spec §9)."""
+"""``vmcatcher_endorser``: manage who may sign which image list."""
 
 from __future__ import annotations
 

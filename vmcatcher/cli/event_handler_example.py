@@ -3,7 +3,8 @@
 Sites point ``-x``/``VMCATCHER_CACHE_EVENT``/``VMCATCHER_SUB_EVENT`` at this to
 see what vmcatcher passes to a handler, and copy it as a starting point. It
 reads the ``VMCATCHER_*`` variables of its environment and appends one line,
-``json.dumps(record, sort_keys=True)``, to ``--output_file`` (behaviour-spec §12).
+``json.dumps(record, sort_keys=True)``, to ``--output_file``
+(docs/commands/vmcatcher_eventHndlExpl.md).
 
 Fixed against the original: ``--log-config`` works, ``DATETIME`` is UTC, the
 ``VMCATCHER_EVENT_AD_MPURI`` and ``VMCATCHER_EVENT_UUID_SESSION`` variables are

@@ -1,4 +1,4 @@
-"""``vmcatcher_image``: list images and their state, select them for the cache (spec §8)."""
+"""``vmcatcher_image``: list images and their state, select them for the cache."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``vmcatcher_subscribe``: subscribe to image lists, update them, inspect them (spec §6)."""
+"""``vmcatcher_subscribe``: subscribe to image lists, update them, inspect them."""
 
 from __future__ import annotations
 

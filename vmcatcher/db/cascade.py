@@ -3,7 +3,7 @@
 Why explicit functions instead of ``session.delete``: the original left
 ``ImageInstance`` rows behind (foreign key nulled or dangling) and left
 ``subscription.imagelist_latest`` / ``ImageDefinition.latest`` pointing at
-deleted rows (spec §3.2, §14.2). Those two pointers have no foreign key, so no
+deleted rows (docs/compatibility.md). Those two pointers have no foreign key, so no
 database cascade can fix them, and the ``ON DELETE CASCADE`` clauses are not
 in effect on an old SQLite file opened without ``foreign_keys=ON``.
 

@@ -3,7 +3,7 @@
 Why the odd names: sites keep the ``vmcatcher.db`` written by the original
 Python 2 vmcatcher, and their own scripts (and the README's dump/reload
 migration recipe) rely on its exact table names, column names and column
-*order* (spec §3.1). So the tables keep ``endorserPrincible``,
+*order* (docs/database.md). So the tables keep ``endorserPrincible``,
 ``fkIdentifier``, ``trustAnchor`` ... and the columns are declared in the
 original order; only the Python attribute names are clean English (foreign-key
 columns get an ``_id`` attribute mapped onto the original column name).
@@ -51,6 +51,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from vmcatcher.limits import DIGEST, LONG, SHORT
 
 _CASCADE = dict(onupdate="CASCADE", ondelete="CASCADE")
+
+#: The ``authorised`` flags: ``CHECK (authorised IN (0, 1))`` where the database has no
+#: boolean type (SQLite), exactly as the original's tables; PostgreSQL's native BOOLEAN
+#: refuses anything else by itself (docs/database.md).
+_FLAG = Boolean(create_constraint=True)
 
 
 class Base(DeclarativeBase):
@@ -112,7 +117,7 @@ class Subscription(Base):
     identifier: Mapped[str] = mapped_column(String(SHORT), nullable=False, unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     uri: Mapped[str] = mapped_column(String(LONG), nullable=False, unique=True)
-    authorised: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    authorised: Mapped[bool] = mapped_column(_FLAG, nullable=False)
     #: id of the current ImageListInstance; deliberately no foreign key (as the original).
     imagelist_latest: Mapped[int | None] = mapped_column(Integer)
     updated: Mapped[datetime | None] = mapped_column(DateTime)
@@ -154,7 +159,7 @@ class SubscriptionAuth(Base):
     endorser_id: Mapped[int | None] = mapped_column(
         "endorser", Integer, ForeignKey("endorser.id", **_CASCADE)
     )
-    authorised: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    authorised: Mapped[bool] = mapped_column(_FLAG, nullable=False)
 
     subscription: Mapped[Subscription | None] = relationship(back_populates="auths")
     endorser: Mapped[Endorser | None] = relationship(back_populates="auths")

@@ -1,13 +1,14 @@
-"""The checks a verified, decoded list must pass before anything is stored (spec 4.3).
+"""The checks a verified, decoded list must pass before anything is stored (docs/trust.md).
 
 Why separate functions: subscribe (``-s``) and update (``-U``) run different
-subsets (spec 4.4), and each rule deserves its own test. They raise the typed
-errors carrying the original's result codes and messages; :func:`check_update`
-runs the update subset in the original's order, where the first failure wins:
+subsets (docs/commands/vmcatcher_subscribe.md), and each rule deserves its own
+test. They raise the typed errors carrying the original's result codes and
+messages; :func:`check_update` runs the update subset in the original's order,
+where the first failure wins:
 
 1. ``hv:dn`` equals the signer's subject, then ``hv:ca`` its issuer (12) --
    compared with :func:`vmcatcher.trust.dn_equal`, robust to OpenSSL 3
-   escaping. (The original crashed on the DN branch, spec 4.3 [BUG].)
+   escaping. (The original crashed on the DN branch: docs/compatibility.md.)
 2. ``hv:uri`` differs from the subscription's URI: a warning only, so
    :func:`uri_matches` returns a bool and the caller logs.
 3. ``dc:identifier`` equals the subscription's identifier (31).
@@ -45,24 +46,28 @@ __all__ = [
 
 
 def check_endorser(image_list: ImageList, verified: VerifiedMessage) -> None:
-    """``hv:dn``/``hv:ca`` must name the certificate that signed the list (code 12)."""
+    """``hv:dn``/``hv:ca`` must name the certificate that signed the list (code 12).
+
+    As in the original, the list's own values are the *expected* ones and the
+    signer's subject and issuer the *downloaded* ones (docs/troubleshooting.md).
+    """
     endorser = image_list.endorser
     if not dn_equal(endorser.dn, verified.signer_subject):
         raise EndorserMismatchError(
             f"Endorser DN does not match signature for '{image_list.identifier}': "
-            f"Expected DN '{verified.signer_subject}', Downloaded DN '{endorser.dn}'"
+            f"Expected DN '{endorser.dn}', Downloaded DN '{verified.signer_subject}'"
         )
     if not dn_equal(endorser.ca, verified.signer_issuer):
         raise EndorserMismatchError(
             f"list hv:ca does not match signature for '{image_list.identifier}': "
-            f"Expected CA '{verified.signer_issuer}', Downloaded CA '{endorser.ca}'"
+            f"Expected CA '{endorser.ca}', Downloaded CA '{verified.signer_issuer}'"
         )
 
 
 def uri_matches(image_list: ImageList, expected_uri: str) -> bool:
     """Whether the list's ``hv:uri`` is the subscription's URI (credentials ignored).
 
-    A mismatch is only a WARNING in the original (spec 4.3 row 7); the caller logs it.
+    A mismatch is only a WARNING in the original, as here; the caller logs it.
     """
     if image_list.uri == expected_uri:
         return True

@@ -2,8 +2,8 @@
 
 Why: the payload is signed, but signed by a remote publisher; a signature says
 who wrote it, not that it is well formed. The original crashed on invalid
-JSON, bad dates, an array-valued endorser or non-object images (spec 4.1,
-4.3, imagelist-format.md 2.4), and one crash stopped every other
+JSON, bad dates, an array-valued endorser or non-object images
+(docs/compatibility.md, "image-list parsing"), and one crash stopped every other
 subscription's update. Here every structural problem becomes
 :class:`~vmcatcher.errors.InvalidJSONError` (37) or
 :class:`~vmcatcher.errors.NotAnImageListError` (38).
@@ -15,7 +15,7 @@ endorser keys, unknown keys preserved, and images lacking a required key
 image is returned with its reason (:attr:`ImageList.dropped`, which the services
 log as WARNINGs; this module never logs), and an image is also dropped when its values
 cannot be used safely: an identifier that is not a safe file name (path
-traversal, spec 14.1 item 4), a size that is not a non-negative integer of
+traversal, docs/compatibility.md), a size that is not a non-negative integer of
 sane magnitude, a checksum that is not 128 hex digits, or text fields that
 are not strings.
 """
@@ -202,7 +202,7 @@ def _image(entry: Any, position: int) -> Image | DroppedImage:
 
 
 def decode_image_list(payload: bytes | str) -> ImageList:
-    """Decode a verified payload (spec 4.1); raise 37/38 errors with one-line messages."""
+    """Decode a verified payload; raise 37/38 errors with one-line messages."""
     document = parse_payload(payload)
     if not isinstance(document, dict):
         raise NotAnImageListError(

@@ -1,9 +1,10 @@
 """Typed, immutable image lists: what the rest of vmcatcher reads instead of raw JSON dicts.
 
 Why: the original passed ``json`` dicts around and indexed them with string
-keys everywhere, so a missing key crashed deep in the update (spec 6.7.1,
-code 34 for a KeyError). Here the decoder checks everything once and
-produces these objects; every consumer gets attributes with known types.
+keys everywhere, so a missing key crashed deep in the update, or came out as
+code 34 for a KeyError (docs/compatibility.md, "image-list parsing"). Here the
+decoder checks everything once and produces these objects; every consumer gets
+attributes with known types.
 ``metadata`` keeps the raw key/value pairs (read-only) because the database
 stores and the event handlers export fields this model does not name
 (``hv:format``, ``ad:mpuri``, ``ad:vo``...).

@@ -1,4 +1,4 @@
-"""What each database object looks like in the ``lines`` and ``json`` formats (spec §7).
+"""What each database object looks like in the ``lines`` and ``json`` formats (docs/commands/*.md).
 
 Each function returns either the ordered ``key=value`` lines of one block or the
 dict that ``json`` prints for it. Layouts are byte-for-byte the original's,

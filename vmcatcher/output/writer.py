@@ -123,7 +123,7 @@ class Writer:
         return True
 
     def subscription_info(self, sub: Any, instance: Any | None) -> bool:
-        """The ``-i`` view of one subscription and its latest list instance (spec §6.6)."""
+        """The ``-i`` view of one subscription and its latest list instance."""
         if self.format == "lines":
             self.lines(records.subscription_lines(sub))
             if instance is not None:

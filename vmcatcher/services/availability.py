@@ -2,13 +2,13 @@
 
 An image is *available* when the latest list of its own, authorised
 subscription carries it, that list has not expired, and the image definition
-points at that list's instance of the image (spec §3.4, §10.4, §10.6). The
+points at that list's instance of the image (docs/commands/vmcatcher_image.md). The
 cache downloads what is available and subscribed, and expires everything else;
 ``vmcatcher_image -l`` shows ``state = cache + 2 * available``.
 
 A list counts as expired once it is marked so *or* once its own
 ``dc:date:expires`` has passed, even if no ``vmcatcher_subscribe -U`` ran since
-(DECISIONS.md, Trust): a publisher who stops renewing a list withdraws it.
+(docs/compatibility.md, "list expiry"): a publisher who stops renewing a list withdraws it.
 """
 
 from __future__ import annotations

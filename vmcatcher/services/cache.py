@@ -1,12 +1,12 @@
 """``vmcatcher_cache``: keep the cache equal to the set of subscribed, available images.
 
-One run (spec §10.2) fires ``ProcessPrefix``, then runs the selected actions in
-the fixed order expire → sha512 check → download, saves the three indexes and
-fires ``ProcessPostfix``. The main thread owns the indexes, the database and
-the events; worker threads only move bytes (:func:`download_image`), so
+One run (docs/commands/vmcatcher_cache.md) fires ``ProcessPrefix``, then runs
+the selected actions in the fixed order expire → sha512 check → download, saves
+the three indexes and fires ``ProcessPostfix``. The main thread owns the
+indexes, the database and the events; worker threads only move bytes (:func:`download_image`), so
 parallel downloads cannot interleave index writes or events.
 
-Fixed relative to the original (DECISIONS.md, "Cache and events"): a corrupt
+Fixed relative to the original (docs/compatibility.md): a corrupt
 image found by the sha512 check is moved to ``expired/`` with Expire events
 (not silently deleted); partial downloads that are no longer wanted are
 dropped; a failed expiry still saves the indexes and fires ``ProcessPostfix``
@@ -56,7 +56,7 @@ MAX_DOWNLOAD_TRIES = 5
 DOWNLOAD_GRACE_SECONDS = 600.0
 MIN_DOWNLOAD_RATE = 64 * 1024  # bytes per second
 
-# Copied from the database row into every index entry as str(value) (spec §10.3).
+# Copied from the database row into every index entry as str(value), as the original.
 _INSTANCE_FIELDS = {
     "dc:title": "title",
     "dc:description": "description",
@@ -313,6 +313,9 @@ class CacheRun:
                 target.uuid,
                 count,
             )
+            # The original follows the WARNING with this ERROR; a cron job run with -q
+            # must still hear that the image is stuck (docs/compatibility.md).
+            log.error("Failed to download file '%s'.", target.uuid)
             partial_index[target.uuid] = entry
             return False
         entry["DownLoadTrys"] = {"count": count + 1, "msgHash": target.entry["msgHash"]}
@@ -364,8 +367,9 @@ class CacheRun:
             log.error("Failed to Move file '%s' into the enbdorsed directory: %s", uuid, error)
             self.layout.save(Role.PARTIAL)
             return
-        entry = dict(target.entry)
-        entry["filename"] = uuid
+        # The partial entry moves into the cache index whole, DownLoadTrys included, as the
+        # original's did (docs/commands/vmcatcher_cache.md, "cache.index").
+        entry = dict(announced)
         self.layout.cache_index[uuid] = entry
         partial_index.pop(uuid, None)
         self.layout.save(Role.CACHE, Role.PARTIAL)  # gaining index first: see cache.recovery
@@ -401,7 +405,7 @@ def index_entry(
     list_metadata: dict,
     images: dict[str, dict],
 ) -> dict[str, Any]:
-    """The ``cache.index`` entry of one image, with the original's keys (spec §10.3)."""
+    """The ``cache.index`` entry of one image, with the original's keys."""
     data = instance.data
     entry: dict[str, Any] = {
         "dc:identifier": definition.identifier,
@@ -461,7 +465,7 @@ class _ProgressBars:
 
 
 def cache_dir_environment(layout: CacheLayout, database_url: str) -> dict[str, str]:
-    """The resolved settings exported to event handlers (spec §11.2)."""
+    """The resolved settings exported to event handlers (docs/events.md)."""
     return {
         "VMCATCHER_CACHE_DIR_CACHE": str(layout.cache_dir),
         "VMCATCHER_CACHE_DIR_DOWNLOAD": str(layout.partial_dir),

@@ -1,6 +1,6 @@
-"""``vmcatcher_subscribe -s URL``: create a subscription from a signed list (spec §6.4).
+"""``vmcatcher_subscribe -s URL``: create a subscription from a signed list.
 
-Differences from the original, each a fixed bug (spec §14):
+Differences from the original, each a fixed bug (docs/compatibility.md):
 
 * a failed download fails the subscription (the original reported success);
 * the credentials and trust anchor given on the command line are used for
@@ -160,7 +160,7 @@ def _store_subscription(
 def _set_update_mode(session: Session, sub: Subscription, mode: int) -> None:
     """``--imagelist-newimage-*`` with ``-s`` on a subscription that already exists.
 
-    Applied as for a new one (spec §6.4 step 9, §6.9): the mode is stored, the next
+    Applied as for a new one (docs/commands/vmcatcher_subscribe.md): the mode is stored, the next
     update re-imports the current list, and mode 3 subscribes every known image.
     """
     sub.update_mode = mode

@@ -1,4 +1,4 @@
-"""Selecting, deleting and configuring subscriptions (spec §6.5, §6.9–§6.11).
+"""Selecting, deleting and configuring subscriptions (docs/commands/vmcatcher_subscribe.md).
 
 Selections are ``-u`` identifiers or ``-r`` normalised URIs; each selection
 matches at most one subscription (both columns are unique).

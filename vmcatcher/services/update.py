@@ -1,7 +1,7 @@
 """``vmcatcher_subscribe -U``: download, verify and import new versions of subscribed lists.
 
-The flow per subscription is the original's (spec §6.7), with the fixes the
-project decided on (DECISIONS.md):
+The flow per subscription is the original's, with the fixes the project
+decided on (docs/compatibility.md):
 
 * each subscription is updated in its own transaction, and any failure is
   mapped to its result code, logged, and the next subscription still runs;
@@ -61,7 +61,7 @@ from vmcatcher.uri import normalise_anonymous, scheme_of
 
 log = logging.getLogger("vmcatcher.update")
 
-RELOAD_CACHE = "reload cache"  # data_hash sentinel forcing a re-import (spec §6.9)
+RELOAD_CACHE = "reload cache"  # data_hash sentinel forcing a re-import
 MODE_ADD = 1
 MODE_SUBSCRIBE = 2
 
@@ -430,7 +430,7 @@ def _instance_values(image: Image) -> dict[str, Any]:
 
 
 def _follow_list_uri(session: Session, sub: Subscription, image_list: ImageList) -> None:
-    """Let a signed list move its subscription, but only within http/https (spec §14.1.10)."""
+    """Let a signed list move its subscription, but only within http/https."""
     try:
         new_uri = normalise_anonymous(image_list.uri)
     except InvalidURIError as error:
@@ -457,7 +457,7 @@ def _follow_list_uri(session: Session, sub: Subscription, image_list: ImageList)
 
 
 def force_reimport(session: Session, sub: Subscription) -> None:
-    """Make the next update import the current list again, even if unchanged (spec §6.9).
+    """Make the next update import the current list again, even if unchanged.
 
     The original reset ``imagelist_latest`` for ``--image-accept/--image-refuse``,
     which made every image of the subscription unavailable (and expired from the

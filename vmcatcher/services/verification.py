@@ -4,7 +4,7 @@ Both ``vmcatcher_subscribe -s`` and ``-U`` (and the ``message`` output format)
 need the same pipeline: S/MIME verification against the CA directory (11),
 JSON (37), image list structure (38), endorser DN and CA against the signer
 (12), the list's ``hv:uri`` (a warning only), its identifier (31), and its
-dates (33 future, 34 expired) — spec §4.3. Each failure is a typed error
+dates (33 future, 34 expired) — docs/trust.md. Each failure is a typed error
 carrying its code; this module only sequences the pure checks.
 """
 

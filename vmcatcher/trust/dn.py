@@ -6,7 +6,7 @@ They are OpenSSL ``X509_NAME_oneline()`` output (``/DC=ch/DC=cern/CN=...``),
 which changed in OpenSSL 3.0: ``/`` and ``+`` inside a value are now escaped
 (``OU=http:\\/\\/www.usertrust.com``), OpenSSL 1.x printed them bare. A byte
 comparison between an old stored string and what we print today can then
-fail for the same certificate (smime-validation.md section 5).
+fail for the same certificate (docs/trust.md).
 
 So every DN comparison in vmcatcher goes through :func:`dn_equal`, which
 compares *structures* instead of bytes: both strings are parsed into RDNs of

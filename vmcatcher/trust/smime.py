@@ -4,8 +4,8 @@ Why this is more than one ``SMIME.verify`` call: OpenSSL checks the signature,
 the chain, the validity windows, the S/MIME purpose and (if asked) CRLs, but
 it knows nothing about Grid namespace policies, cannot tell a *missing* CRL
 from a *forged* one, and reports everything as one opaque string. The
-original (smimeX509validation) got most of this wrong (smime-validation.md
-section 6). The steps, in order, each failing with its own typed error:
+original (smimeX509validation) got most of this wrong (docs/compatibility.md).
+The steps, in order, each failing with its own typed error:
 
 1. parse the message: ``multipart/signed`` (``application/pkcs7-signature`` or
    ``application/x-pkcs7-signature``, any digest OpenSSL supports: sha1,

@@ -9,7 +9,7 @@ directory; certificates and CRLs are parsed on first use, found through the
 OpenSSL subject hash in their file name; the policy files (small text) are
 parsed together on the first policy question.
 
-Rules kept from the original, and the fixes (smime-validation.md sections 3, 6):
+Rules kept from the original, and the fixes (docs/compatibility.md):
 
 * every ``<hash>.N`` is read (not only ``.0``), so CA roll-overs and hash
   collisions work; a certificate is used as issuer only if its subject equals

@@ -28,6 +28,13 @@ from sqlalchemy import (
     text,
 )
 
+
+def _flag() -> Boolean:
+    """An ``authorised`` flag as the original's SQLAlchemy created it: on SQLite with
+    ``CHECK (authorised IN (0, 1))``; PostgreSQL's BOOLEAN needs none (docs/database.md)."""
+    return Boolean(create_constraint=True)
+
+
 #: Alembic revision ids of the original releases, oldest first.
 PRE_0_4 = "pre_0_4"
 V0_4 = "v0_4"
@@ -102,7 +109,7 @@ def legacy_metadata(revision: str) -> MetaData:
         Column("identifier", String(50), nullable=False, unique=True),
         Column("description", String(200)),
         Column("uri", String(200), nullable=False, unique=True),
-        Column("authorised", Boolean, nullable=False),
+        Column("authorised", _flag(), nullable=False),
         Column("imagelist_latest", Integer),
         Column("updated", DateTime),
     ]
@@ -121,7 +128,7 @@ def legacy_metadata(revision: str) -> MetaData:
         Column("id", Integer, primary_key=True),
         Column("subscription", Integer, ForeignKey("subscription.id", **cascade)),
         Column("endorser", Integer, ForeignKey("endorser.id", **cascade)),
-        Column("authorised", Boolean, nullable=False),
+        Column("authorised", _flag(), nullable=False),
     )
     Table(
         "ImageDefinition",

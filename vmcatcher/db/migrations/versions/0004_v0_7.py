@@ -71,9 +71,20 @@ INDEXES = [
 DEFAULTED = ("trustAnchor", "updateMode")
 
 
+def _reflect_args(table: str) -> list[sa.Column]:
+    """Keep the original's ``CHECK (authorised IN (0, 1))`` through a SQLite table rebuild.
+
+    Batch mode does not carry unnamed CHECK constraints over to the rebuilt table;
+    declaring the flag's type with its constraint does (docs/database.md).
+    """
+    if table != "subscription":
+        return []
+    return [sa.Column("authorised", sa.Boolean(create_constraint=True), nullable=False)]
+
+
 def upgrade() -> None:
     for table, columns in WIDENED.items():
-        with op.batch_alter_table(table) as batch:
+        with op.batch_alter_table(table, reflect_args=_reflect_args(table)) as batch:
             for name, old, new in columns:
                 batch.alter_column(name, existing_type=old, type_=new)
             if table == "subscription":
@@ -92,6 +103,6 @@ def downgrade() -> None:
     for name, table, _column in reversed(INDEXES):
         op.drop_index(name, table_name=table)
     for table, columns in WIDENED.items():
-        with op.batch_alter_table(table) as batch:
+        with op.batch_alter_table(table, reflect_args=_reflect_args(table)) as batch:
             for name, old, new in columns:
                 batch.alter_column(name, existing_type=new, type_=old)
