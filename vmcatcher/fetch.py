@@ -202,7 +202,7 @@ def _combined_trust_adapter() -> type[Any]:
     """
     requests = _requests()
 
-    class _CombinedTrustAdapter(requests.adapters.HTTPAdapter):  # type: ignore[misc,name-defined]
+    class _CombinedTrustAdapter(requests.adapters.HTTPAdapter):  # type: ignore[name-defined]
         def __init__(self, capath: str) -> None:
             self.capath = capath
             super().__init__()
@@ -233,7 +233,7 @@ def _session_class() -> type[requests.Session]:
     """
     requests = _requests()
 
-    class _Session(requests.Session):  # type: ignore[misc,name-defined]
+    class _Session(requests.Session):  # type: ignore[name-defined]
         def resolve_redirects(self, *args: object, **kwargs: object) -> Iterator[Any]:
             return iter(())
 
@@ -408,7 +408,7 @@ def describe_transport_error(error: BaseException, timeout: Timeout | None = Non
     if first(ConnectionRefusedError):
         return "connection refused"
     dns = first(socket.gaierror)
-    if dns is not None:
+    if isinstance(dns, socket.gaierror):
         return f"cannot resolve host name: {dns.strerror or dns}"
     # urllib3's NewConnectionError subclasses ConnectTimeoutError: not a timeout
     if first(requests.exceptions.ConnectTimeout) or any(
@@ -421,7 +421,7 @@ def describe_transport_error(error: BaseException, timeout: Timeout | None = Non
     tls = first(ssl.SSLError)
     if isinstance(tls, ssl.SSLCertVerificationError):
         return f"TLS certificate verification failed: {tls.verify_message}"
-    if tls is not None:
+    if isinstance(tls, ssl.SSLError):
         return f"TLS error: {tls.reason or tls}"
     if first(u3.IncompleteRead, http.client.IncompleteRead):
         return "connection closed before the end of the body"

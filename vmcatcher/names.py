@@ -53,4 +53,6 @@ def require_safe_name(name: object, what: str = "identifier") -> str:
 def is_expired_name(name: str) -> bool:
     """True for names of the form ``<safe identifier>.<YYYY-MM-DD_HH-MM-SS>``."""
     match = _EXPIRED_SUFFIX.search(name)
-    return bool(match) and match.end() == len(name) and is_safe_name(name[: match.start()])
+    if match is None or match.end() != len(name):
+        return False
+    return is_safe_name(name[: match.start()])

@@ -121,7 +121,7 @@ def resolve_seconds(
     if value is None:
         return default
     try:
-        seconds = float(value)
+        seconds = float(value)  # type: ignore[arg-type]  # str or a number; anything else fails
     except (TypeError, ValueError):
         seconds = 0.0
     if not 0 < seconds < float("inf"):

@@ -25,6 +25,7 @@ They do not commit: the caller owns the transaction. Each returns
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, delete, inspect, or_, select, update
 from sqlalchemy.orm import Session
@@ -163,14 +164,14 @@ def _prune_loaded_collections(session: Session) -> None:
                 set_committed_value(obj, name, kept)
 
 
-def _list_ids_of(auth_ids: Select[tuple[int]]) -> Select[tuple[int]]:
+def _list_ids_of(auth_ids: Select[Any]) -> Select[Any]:
     return select(ImageListInstance.id).where(ImageListInstance.sub_auth_id.in_(auth_ids))
 
 
 def _clear_pointers(
     session: Session,
     doomed_images: ColumnElement[bool],
-    doomed_list_ids: Select[tuple[int]] | None,
+    doomed_list_ids: Select[Any] | None,
 ) -> None:
     """Reset the FK-less pointers that reference rows about to be deleted."""
     image_ids = select(ImageInstance.id).where(doomed_images)
@@ -189,4 +190,4 @@ def _clear_pointers(
 
 def _delete(session: Session, model: type, condition: ColumnElement[bool]) -> int:
     result = session.execute(delete(model).where(condition), execution_options=_SYNC)
-    return int(result.rowcount or 0)
+    return int(getattr(result, "rowcount", 0) or 0)  # a DELETE's result is a CursorResult

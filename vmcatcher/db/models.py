@@ -50,7 +50,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from vmcatcher.limits import DIGEST, LONG, SHORT
 
-_CASCADE = dict(onupdate="CASCADE", ondelete="CASCADE")
+
+def cascading_foreign_key(column: str) -> ForeignKey:
+    """A foreign key whose rows follow their parent on update and delete (the original's)."""
+    return ForeignKey(column, onupdate="CASCADE", ondelete="CASCADE")
+
 
 #: The ``authorised`` flags: ``CHECK (authorised IN (0, 1))`` where the database has no
 #: boolean type (SQLite), exactly as the original's tables; PostgreSQL's native BOOLEAN
@@ -97,7 +101,7 @@ class EndorserPrincipal(Base):
     hv_dn: Mapped[str] = mapped_column(String(LONG), nullable=False, unique=True)
     hv_ca: Mapped[str] = mapped_column(String(LONG), nullable=False)
     endorser_id: Mapped[int | None] = mapped_column(
-        "endorser", Integer, ForeignKey("endorser.id", **_CASCADE)
+        "endorser", Integer, cascading_foreign_key("endorser.id")
     )
 
     endorser: Mapped[Endorser | None] = relationship(back_populates="principals")
@@ -154,10 +158,10 @@ class SubscriptionAuth(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subscription_id: Mapped[int | None] = mapped_column(
-        "subscription", Integer, ForeignKey("subscription.id", **_CASCADE)
+        "subscription", Integer, cascading_foreign_key("subscription.id")
     )
     endorser_id: Mapped[int | None] = mapped_column(
-        "endorser", Integer, ForeignKey("endorser.id", **_CASCADE)
+        "endorser", Integer, cascading_foreign_key("endorser.id")
     )
     authorised: Mapped[bool] = mapped_column(_FLAG, nullable=False)
 
@@ -192,7 +196,7 @@ class ImageDefinition(Base):
     latest: Mapped[int | None] = mapped_column(Integer, default=0)
     cache: Mapped[int] = mapped_column(Integer, nullable=False)
     subscription_id: Mapped[int | None] = mapped_column(
-        "subscription", Integer, ForeignKey("subscription.id", **_CASCADE)
+        "subscription", Integer, cascading_foreign_key("subscription.id")
     )
 
     subscription: Mapped[Subscription | None] = relationship(back_populates="image_definitions")
@@ -223,7 +227,7 @@ class ImageListInstance(Base):
     #: NULL = valid; otherwise when the instance was marked expired.
     expired: Mapped[datetime | None] = mapped_column(DateTime)
     sub_auth_id: Mapped[int | None] = mapped_column(
-        "sub_auth", Integer, ForeignKey("subscriptionAuth.id", **_CASCADE)
+        "sub_auth", Integer, cascading_foreign_key("subscriptionAuth.id")
     )
     imported: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     created: Mapped[datetime] = mapped_column(DateTime, nullable=False)
@@ -264,10 +268,10 @@ class ImageInstance(Base):
     title: Mapped[str] = mapped_column(String(LONG), nullable=False)
     comments: Mapped[str | None] = mapped_column(Text)
     definition_id: Mapped[int | None] = mapped_column(
-        "fkIdentifier", Integer, ForeignKey("ImageDefinition.id", **_CASCADE)
+        "fkIdentifier", Integer, cascading_foreign_key("ImageDefinition.id")
     )
     list_instance_id: Mapped[int | None] = mapped_column(
-        "fkimagelistinstance", Integer, ForeignKey("imageListInstance.id", **_CASCADE)
+        "fkimagelistinstance", Integer, cascading_foreign_key("imageListInstance.id")
     )
 
     definition: Mapped[ImageDefinition | None] = relationship(back_populates="instances")

@@ -173,7 +173,7 @@ def _image(entry: Any, position: int) -> Image | DroppedImage:
     if missing:
         keys = ", ".join(f"'{k}'" for k in missing)
         return DroppedImage(position, label, f"missing required key(s) {keys}")
-    if not is_safe_name(identifier):
+    if not isinstance(identifier, str) or not is_safe_name(identifier):
         return DroppedImage(position, label, "'dc:identifier' is not a safe file name")
     try:
         sha512 = _text(raw, "sl:checksum:sha512")

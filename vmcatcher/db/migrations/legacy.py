@@ -15,11 +15,12 @@ Only ``subscription`` changed between releases:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,6 +28,8 @@ from sqlalchemy import (
     Table,
     text,
 )
+
+from vmcatcher.db.models import cascading_foreign_key
 
 
 def _flag() -> Boolean:
@@ -88,7 +91,6 @@ def legacy_metadata(revision: str) -> MetaData:
     if revision not in SUBSCRIPTION_COLUMNS:
         raise ValueError(f"unknown legacy revision {revision!r}")
     metadata = MetaData()
-    cascade = {"onupdate": "CASCADE", "ondelete": "CASCADE"}
 
     Table(
         "endorser",
@@ -102,9 +104,9 @@ def legacy_metadata(revision: str) -> MetaData:
         Column("id", Integer, primary_key=True),
         Column("hv_dn", String(50), nullable=False, unique=True),
         Column("hv_ca", String(50), nullable=False),
-        Column("endorser", Integer, ForeignKey("endorser.id", **cascade)),
+        Column("endorser", Integer, cascading_foreign_key("endorser.id")),
     )
-    subscription = [
+    subscription: list[Any] = [
         Column("id", Integer, primary_key=True),
         Column("identifier", String(50), nullable=False, unique=True),
         Column("description", String(200)),
@@ -126,8 +128,8 @@ def legacy_metadata(revision: str) -> MetaData:
         "subscriptionAuth",
         metadata,
         Column("id", Integer, primary_key=True),
-        Column("subscription", Integer, ForeignKey("subscription.id", **cascade)),
-        Column("endorser", Integer, ForeignKey("endorser.id", **cascade)),
+        Column("subscription", Integer, cascading_foreign_key("subscription.id")),
+        Column("endorser", Integer, cascading_foreign_key("endorser.id")),
         Column("authorised", _flag(), nullable=False),
     )
     Table(
@@ -137,7 +139,7 @@ def legacy_metadata(revision: str) -> MetaData:
         Column("identifier", String(50), nullable=False, unique=True),
         Column("latest", Integer),
         Column("cache", Integer, nullable=False),
-        Column("subscription", Integer, ForeignKey("subscription.id", **cascade)),
+        Column("subscription", Integer, cascading_foreign_key("subscription.id")),
     )
     Table(
         "imageListInstance",
@@ -146,7 +148,7 @@ def legacy_metadata(revision: str) -> MetaData:
         Column("data", LargeBinary, nullable=False),
         Column("data_hash", String(128), nullable=False),
         Column("expired", DateTime),
-        Column("sub_auth", Integer, ForeignKey("subscriptionAuth.id", **cascade)),
+        Column("sub_auth", Integer, cascading_foreign_key("subscriptionAuth.id")),
         Column("imported", DateTime, nullable=False),
         Column("created", DateTime, nullable=False),
         Column("expires", DateTime, nullable=False),
@@ -167,7 +169,7 @@ def legacy_metadata(revision: str) -> MetaData:
         Column("size", Integer, nullable=False),
         Column("title", String(100), nullable=False),
         Column("comments", String(100)),
-        Column("fkIdentifier", Integer, ForeignKey("ImageDefinition.id", **cascade)),
-        Column("fkimagelistinstance", Integer, ForeignKey("imageListInstance.id", **cascade)),
+        Column("fkIdentifier", Integer, cascading_foreign_key("ImageDefinition.id")),
+        Column("fkimagelistinstance", Integer, cascading_foreign_key("imageListInstance.id")),
     )
     return metadata

@@ -71,15 +71,15 @@ INDEXES = [
 DEFAULTED = ("trustAnchor", "updateMode")
 
 
-def _reflect_args(table: str) -> list[sa.Column]:
+def _reflect_args(table: str) -> tuple[sa.Column, ...]:
     """Keep the original's ``CHECK (authorised IN (0, 1))`` through a SQLite table rebuild.
 
     Batch mode does not carry unnamed CHECK constraints over to the rebuilt table;
     declaring the flag's type with its constraint does (docs/database.md).
     """
     if table != "subscription":
-        return []
-    return [sa.Column("authorised", sa.Boolean(create_constraint=True), nullable=False)]
+        return ()
+    return (sa.Column("authorised", sa.Boolean(create_constraint=True), nullable=False),)
 
 
 def upgrade() -> None:
