@@ -81,6 +81,16 @@ def resolve_database(cli_value: str | None, env: Mapping[str, str] | None = None
     )
 
 
+def database_origin(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:
+    """Where the database URL of :func:`resolve_database` came from, for error messages."""
+    if cli_value is not None:
+        return "set by option -d"
+    environment = os.environ if env is None else env
+    if environment.get(ENV_DATABASE):
+        return f"set by environment variable {ENV_DATABASE}"
+    return f"the default: neither -d nor {ENV_DATABASE} is set"
+
+
 def resolve_cert_dir(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:
     """The Grid CA directory (``-c``, ``VMCATCHER_DIR_CERT``)."""
     return str(

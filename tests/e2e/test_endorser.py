@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.commands import run
 from tests.support.databases import test_database
+from vmcatcher.db import prepare_database
 
 DN = "/DC=org/DC=example/CN=Jane Doe"
 CA = "/DC=org/DC=example/CN=Example CA"
@@ -187,6 +188,7 @@ def test_log_config_file_is_used(tmp_path):
         "[handler_h]\nclass=StreamHandler\nformatter=f\nargs=(sys.stderr,)\n"
         "[formatter_f]\nformat=CUSTOM %(levelname)s %(message)s\n"
     )
+    prepare_database(f"sqlite:///{tmp_path / 'vmcatcher.db'}").close()
     result = default_endorser(tmp_path, "-l", "--log-config", str(conf))
     assert result.returncode == 0
     assert "CUSTOM INFO Defaulting DB connection" in result.stderr

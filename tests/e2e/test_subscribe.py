@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.support.databases import test_database
 from tests.support.lists import make_image
 from tests.support.servers import basic_auth_header
 from tests.support.tls import write_hashed_dir
@@ -33,11 +34,12 @@ def dump(site) -> dict[str, list[tuple]]:
 # --- spec §16, items 1-7 ----------------------------------------------------------------
 
 
-def test_no_arguments_is_an_error_and_opens_no_database(site):
-    result = site.subscribe()
+def test_no_arguments_is_an_error_and_opens_no_database(site, tmp_path):
+    unopened = test_database(tmp_path, "unopened.db")
+    result = site.subscribe(env={"VMCATCHER_RDBMS": unopened.url})
     assert result.returncode == 1, result
     assert "No actions selected" in result.stderr
-    assert not site.database.exists()
+    assert not unopened.exists()
 
 
 def test_subscribe_needs_a_known_endorser_unless_auto_endorse(site, pki):

@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "-e", "--expired-dir", metavar="DIR_EXPIRE",
         help="expired images; env VMCATCHER_CACHE_DIR_EXPIRE; default <cache>/expired",
     )  # fmt: skip
+    actions.add_argument(
+        "--allow-empty-database", action="store_true",
+        help="expire even when the database holds no subscription at all (otherwise refused "
+        "while the cache holds images: it is probably the wrong database)",
+    )  # fmt: skip
     dirs.add_argument(
         "--expired-max-count", type=_positive_int, metavar="N",
         help="keep at most N files in the expired directory (oldest removed first)",
@@ -256,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
             expired_max_count=args.expired_max_count,
             expired_max_age_days=args.expired_max_age,
+            allow_empty_database=args.allow_empty_database,
         )
         with database.session() as session:
             return CacheRun(layout, session, options).run()

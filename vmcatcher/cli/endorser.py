@@ -114,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     from vmcatcher.output.writer import Writer
     from vmcatcher.services import endorsers
 
-    database = open_configured_database(args)
+    database = open_configured_database(
+        args, create=action == "create", read_only=action in ("list", "links", "info")
+    )
     writer = Writer(fmt)
     with database.session() as session:
         if action == "create":

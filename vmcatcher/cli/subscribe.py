@@ -230,7 +230,11 @@ def run(args: argparse.Namespace) -> int:
 
     from vmcatcher.cli.database import open_configured_database
 
-    database = open_configured_database(args)
+    database = open_configured_database(
+        args,
+        create=action == "subscribe",
+        read_only=action in ("list", "info", "image_list") and not decorators,
+    )
     events = _event_runner(args)
     needs_anchor = (
         action in ("subscribe", "update") or fmt == "message" or ("update_mode" in decorators)

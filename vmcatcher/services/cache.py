@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vmcatcher.cache.digest import file_size_and_sha512
@@ -38,7 +39,7 @@ from vmcatcher.cache.index import expected_bytes, same_bytes
 from vmcatcher.cache.layout import CacheLayout, Role
 from vmcatcher.cache.recovery import recover_interrupted_moves
 from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstance, Subscription
-from vmcatcher.errors import CacheError, CacheFileMissingError, VmcatcherError
+from vmcatcher.errors import CacheError, CacheFileMissingError, DatabaseError, VmcatcherError
 from vmcatcher.events import EventRunner
 from vmcatcher.names import UnsafeNameError
 from vmcatcher.services.availability import available_query
@@ -80,6 +81,7 @@ class CacheOptions:
     progress: bool = False
     expired_max_count: int | None = None
     expired_max_age_days: float | None = None
+    allow_empty_database: bool = False
 
 
 @dataclass
@@ -107,6 +109,8 @@ class CacheRun:
             self.layout.sweep(role)
         self.layout.load_indexes()
         self._drop_unusable_entries()
+        if EXPIRE in self.options.actions:
+            self._refuse_empty_database()
         events = self.options.events
         events.fire("ProcessPrefix")
         for event_type, metadata in recovered:
@@ -185,6 +189,22 @@ class CacheRun:
                     del index[key]
 
     # --- expire -------------------------------------------------------------------------
+
+    def _refuse_empty_database(self) -> None:
+        """Expiring everything because the database is empty is almost always a wrong ``-d``.
+
+        See docs/commands/vmcatcher_cache.md (``--allow-empty-database``).
+        """
+        cached = len(self.layout.cache_index)
+        if not cached or self.options.allow_empty_database:
+            return
+        if self.session.execute(select(Subscription.id).limit(1)).first() is not None:
+            return
+        url = self.session.get_bind().url.render_as_string(hide_password=True)
+        raise DatabaseError(
+            f"Database '{url}' holds no subscription while the cache index lists {cached} "
+            "image(s): not expiring them (wrong database? --allow-empty-database expires them)"
+        )
 
     def expire(self) -> bool:
         """Move every cached image that is no longer wanted to the expired directory."""
