@@ -101,6 +101,8 @@ class CacheRun:
     options: CacheOptions
     now: datetime = field(default_factory=utcnow)
     _wanted: dict[str, _Wanted] | None = field(default=None, init=False, repr=False)
+    #: Set on Ctrl-C: the download workers stop before their next chunk.
+    _cancel: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
 
     def run(self) -> int:
         """Run the selected actions; return the exit code (0, or 1 when expiry failed)."""
@@ -302,13 +304,34 @@ class CacheRun:
             return
         workers = max(1, min(self.options.parallel, len(todo)))
         bars = _ProgressBars(self.options.progress)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
-            futures: dict[Future[DownloadResult], _Wanted] = {
-                pool.submit(self._fetch, target, bars): target for target in todo
-            }
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
+        futures: dict[Future[DownloadResult], _Wanted] = {}
+        finished: set[str] = set()
+        try:
+            futures = {pool.submit(self._fetch, target, bars): target for target in todo}
             for future in as_completed(futures):
                 self._finish(futures[future], future)
-        bars.close()
+                finished.add(futures[future].uuid)
+        except KeyboardInterrupt:
+            # Ctrl-C: stop the workers between chunks, keep their partial files and index
+            # entries for the Range resume of the next run (docs/commands/vmcatcher_cache.md).
+            self._cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for target in todo:
+                if target.uuid not in finished:
+                    self._forget_try(target)
+            self.layout.save(Role.PARTIAL)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            bars.close()
+
+    def _forget_try(self, target: _Wanted) -> None:
+        """An interrupted attempt does not count towards MAX_DOWNLOAD_TRIES."""
+        entry = self.layout.partial_index.get(target.uuid)
+        tries = entry.get("DownLoadTrys") if entry else None
+        if isinstance(tries, dict) and int(tries.get("count", 0) or 0) > 0:
+            tries["count"] = int(tries["count"]) - 1
 
     def _cached_file_missing(self, uuid: str, entry: dict[str, Any]) -> bool:
         """The index says cached, but the file is gone (a handler or an admin removed it)."""
@@ -355,6 +378,7 @@ class CacheRun:
                 allow_file=self.options.allow_file,
                 progress=progress,
                 total_timeout=download_time_limit(int(entry["size"])),
+                cancel=self._cancel,
             )
         finally:
             bars.done(target.uuid)
