@@ -125,7 +125,9 @@ class CacheRun:
             self.check()
         if DOWNLOAD in self.options.actions:
             self.download()
-        if self.options.expired_max_count is not None or self.options.expired_max_age_days:
+        if self.options.expired_max_count is not None or (
+            self.options.expired_max_age_days is not None
+        ):
             self.layout.prune_expired(
                 max_count=self.options.expired_max_count,
                 max_age_days=self.options.expired_max_age_days,
