@@ -523,3 +523,24 @@ def test_password_from_stdin_is_stored_and_cleared(site):
     assert cleared.returncode == 0, cleared
     assert site.sub_row(sub)["password"] == ""
     assert "subscription.hv:uri.password" not in site.subscribe("-i", "-u", sub).stdout
+
+
+def test_subscribing_again_with_new_options_applies_all_of_them(site):
+    """Issue 11, item 8: the trust anchor used to be dropped while the mode was applied."""
+    published = site.file_list()
+    assert site.subscribe("-s", published.url, "-e").returncode == 0
+    before = site.sub_row(published.identifier)
+    assert (before["trustAnchor"], before["updateMode"]) == (1, 0)
+
+    options = ("--uri-trustanchor-set", "igtf", "--imagelist-newimage-subscribe",
+               "--uri-username-set", "reader")  # fmt: skip
+    again = site.subscribe("-s", published.url, *options)
+
+    assert again.returncode == 0, again
+    after = site.sub_row(published.identifier)
+    assert (after["trustAnchor"], after["updateMode"], after["userName"]) == (2, 3, "reader")
+    [line] = [w for w in again.stderr.splitlines() if w.startswith("WARNING:")]
+    assert f"Subscription '{published.identifier}' already existed; applied" in line, again
+    for change in ("trust anchor 'igtf'", "user name", "new-image mode 3"):
+        assert change in line
+    assert site.count("subscription") == 1
