@@ -138,6 +138,8 @@ class CacheLayout:
                 )
             elif not path.is_dir():
                 problems.append(f"{title} '{path}' is not a directory")
+            elif _read_only_file_system(path):
+                problems.append(f"{title} '{path}' is on a read-only file system")
             elif not os.access(path, os.W_OK | os.X_OK):
                 problems.append(f"{title} '{path}' is not writable by this user")
         if problems:
@@ -444,3 +446,11 @@ def _move_file(source: Path, target: Path) -> None:
         os.unlink(source)
         fsync_directory(source.parent)
     fsync_directory(target.parent)
+
+
+def _read_only_file_system(path: Path) -> bool:
+    """A read-only mount is not a permission problem: say which it is."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -216,12 +216,11 @@ def _find_or_create_endorser(
             f"but the list was signed under issuer '{issuer}'."
         )
     if not options.auto_endorse:
-        log.info(
-            "Use '--auto-endorse' to add endorser '%s':'%s' to subscription database.",
-            subject,
-            issuer,
+        # The hint is part of the error line: cron mail shows ERROR, not INFO.
+        raise UsageError(
+            f"Endorser '{subject}':'{issuer}' was not found in database. Use '--auto-endorse'"
+            " (-e) to add it, or create it with 'vmcatcher_endorser -C'."
         )
-        raise UsageError(f"Endorser '{subject}':'{issuer}' was not found in database.")
     endorser = Endorser(identifier=str(uuid.uuid4()))
     endorser.principals.append(EndorserPrincipal(hv_dn=subject, hv_ca=issuer))
     session.add(endorser)
