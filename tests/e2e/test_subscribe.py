@@ -544,3 +544,23 @@ def test_subscribing_again_with_new_options_applies_all_of_them(site):
     for change in ("trust anchor 'igtf'", "user name", "new-image mode 3"):
         assert change in line
     assert site.count("subscription") == 1
+
+
+def test_update_with_a_selection_updates_only_the_selected_subscriptions(site):
+    """Issue 11, item 10: ``-U -u <id>`` used to ignore ``-u`` and update everything."""
+    first, second = site.file_list("first.list"), site.file_list("second.list")
+    for published in (first, second):
+        assert site.subscribe("-s", published.url, "-e").returncode == 0
+
+    result = site.subscribe("-U", "-u", first.identifier)
+
+    assert result.returncode == 0, result
+    assert site.sub_row(first.identifier)["imagelist_latest"] is not None
+    assert site.sub_row(second.identifier)["imagelist_latest"] is None
+
+    unknown = site.subscribe("-U", "-u", "no-such-subscription")
+    assert unknown.returncode == 1, unknown
+    assert "ERROR:main:No known subscription matches the selection; nothing updated." in (
+        unknown.stderr
+    )
+    assert site.sub_row(second.identifier)["imagelist_latest"] is None

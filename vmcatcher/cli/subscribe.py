@@ -267,7 +267,13 @@ def run(args: argparse.Namespace) -> int:
     elif action == "update":
         from vmcatcher.services.update import update_subscriptions
 
-        rc = update_subscriptions(database.session, context)
+        selected = None
+        if args.uuid or args.uri:  # -U -u/--uri: only those (docs/commands/vmcatcher_subscribe.md)
+            from vmcatcher.services.subscriptions import matching_ids
+
+            with database.session() as session:
+                selected = matching_ids(session, selector, selections)
+        rc = update_subscriptions(database.session, context, selected=selected)
     elif action == "delete":
         rc = _delete(database, selector, selections)
     elif action == "info":
