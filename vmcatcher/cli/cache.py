@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="expired images; env VMCATCHER_CACHE_DIR_EXPIRE; default <cache>/expired",
     )  # fmt: skip
     actions.add_argument(
+        "--retry", action="append", default=[], metavar="UUID",
+        help="download image UUID again now even if it failed 5 times for this list version "
+        "(repeatable)",
+    )  # fmt: skip
+    actions.add_argument(
         "--allow-empty-database", action="store_true",
         help="expire even when the database holds no subscription at all (otherwise refused "
         "while the cache holds images: it is probably the wrong database)",
@@ -270,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
             expired_max_count=max_count,
             expired_max_age_days=max_age,
             allow_empty_database=args.allow_empty_database,
+            retry=tuple(args.retry),
         )
         with database.session() as session:
             return CacheRun(layout, session, options).run()

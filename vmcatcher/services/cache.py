@@ -82,6 +82,8 @@ class CacheOptions:
     expired_max_count: int | None = None
     expired_max_age_days: float | None = None
     allow_empty_database: bool = False
+    #: Images whose failed-download counter is reset first (``--retry``).
+    retry: tuple[str, ...] = ()
 
 
 @dataclass
@@ -289,6 +291,13 @@ class CacheRun:
             if uuid not in wanted:
                 log.info("Dropping unfinished download of '%s': no longer wanted.", uuid)
                 del partial_index[uuid]
+        for uuid in self.options.retry:
+            if uuid not in wanted:
+                log.warning("Image '%s' is not a subscribed, available image; not retried.", uuid)
+                continue
+            entry = partial_index.get(uuid)
+            if entry is not None and entry.pop("DownLoadTrys", None) is not None:
+                log.info("Image '%s': failed-download counter reset (--retry).", uuid)
         todo = []
         for uuid, target in wanted.items():
             cached = cache_index.get(uuid)
