@@ -388,11 +388,13 @@ class EventRunner:
             log.debug("stdout=%s", result.stdout)
             log.debug("stderr=%s", result.stderr)
         else:
+            first = next((line.strip() for line in result.stderr.splitlines() if line.strip()), "")
             log.error(
-                "Event '%s' executed '%s' with exit code '%s'.",
+                "Event '%s' executed '%s' with exit code '%s'.%s",
                 event_type,
                 self.command,
                 result.rc,
+                f" stderr: {first[:500]}" if first else "",
             )
             log.info("stdout=%s", result.stdout)
             log.info("stderr=%s", result.stderr)

@@ -513,7 +513,10 @@ def fetch_list(
     if scheme == "file":
         return _read_file(plain_url, max_bytes)
     if scheme not in HTTP_SCHEMES:
-        raise _fail(url, f"unsupported scheme {scheme or '(none)'!r}")
+        hint = ""
+        if not scheme and plain_url.startswith(("/", "./", "../")):
+            hint = f"; for a local file use '{Path(plain_url).absolute().as_uri()}'"
+        raise _fail(url, f"unsupported scheme {scheme or '(none)'!r}{hint}")
 
     verify = tls_verify_for(trust_anchor, ca_dir)  # also for an http URL: it may redirect
     user, secret = username or url_user, password or url_password

@@ -79,6 +79,41 @@ def setup_logging(
         raise ConfigError(f"Logfile configuration file '{path}' was not found.")
     try:
         logging.config.fileConfig(path, disable_existing_loggers=False)
+    except OSError as error:
+        # The file is valid but a handler cannot be created now: an unresolvable syslog
+        # host, a missing /dev/log, an unwritable log file (docs/troubleshooting.md).
+        logging.basicConfig(level=level)
+        handler = _failing_handler(error)
+        which = f"handler '{handler}'" if handler else "a handler"
+        raise ConfigError(
+            f"Logfile configuration file '{path}': {which} cannot be created: "
+            f"{_os_error_text(error)}"
+        ) from None
     except Exception as error:  # configparser, KeyError, ImportError... all mean "bad file"
         logging.basicConfig(level=level)
         raise ConfigError(f"Logfile configuration file '{path}' is not valid: {error}") from None
+
+
+def _failing_handler(error: BaseException) -> str | None:
+    """The section name of the handler fileConfig was creating when *error* was raised."""
+    traceback = error.__traceback__
+    name = None
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_code.co_name == "_install_handlers" and isinstance(
+            frame.f_locals.get("hand"), str
+        ):
+            name = frame.f_locals["hand"]
+        traceback = traceback.tb_next
+    return name
+
+
+def _os_error_text(error: OSError) -> str:
+    import socket
+
+    text = error.strerror or str(error)
+    if isinstance(error, socket.gaierror):
+        return f"{text} (a host name in its args does not resolve)"
+    if getattr(error, "filename", None):
+        return f"{text}: '{error.filename}'"
+    return text

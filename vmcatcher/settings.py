@@ -11,6 +11,7 @@ critical value logs the original's INFO line (``Defaulting DB connection to
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Mapping
 from typing import TypeVar
@@ -81,6 +82,16 @@ def resolve_database(cli_value: str | None, env: Mapping[str, str] | None = None
     )
 
 
+def database_origin(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:
+    """Where the database URL of :func:`resolve_database` came from, for error messages."""
+    if cli_value is not None:
+        return "set by option -d"
+    environment = os.environ if env is None else env
+    if environment.get(ENV_DATABASE):
+        return f"set by environment variable {ENV_DATABASE}"
+    return f"the default: neither -d nor {ENV_DATABASE} is set"
+
+
 def resolve_cert_dir(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:
     """The Grid CA directory (``-c``, ``VMCATCHER_DIR_CERT``)."""
     return str(
@@ -109,6 +120,47 @@ def env_flag(name: str, env: Mapping[str, str] | None = None) -> bool:
 MAX_CONNECT_TIMEOUT = 10.0
 
 
+def parse_number(
+    value: object, what: str, *, whole: bool = False, zero: bool = False, unit: str | None = None
+) -> float:
+    """The one rule for every numeric option and variable (docs/troubleshooting.md).
+
+    A finite number (a whole one when ``whole``), above 0, or from 0 when ``zero``.
+    Anything else is a :class:`UsageError` (exit 1) shaped
+    ``Invalid <what> '<value>': a number of <unit> above 0``.
+    """
+    text = str(value).strip()
+    number: float | None
+    try:
+        number = float(int(text)) if whole else float(text)
+    except (TypeError, ValueError):
+        number = None
+    valid = number is not None and math.isfinite(number) and (number >= 0 if zero else number > 0)
+    if not valid or number is None:
+        noun = "a whole number" if whole else f"a number of {unit}" if unit else "a number"
+        bound = "0 or more" if zero else "above 0"
+        raise UsageError(f"Invalid {what} '{value}': {noun} {bound}")
+    return number
+
+
+def resolve_number(
+    cli_value: object | None,
+    env_var: str | None,
+    default: float | None,
+    what: str,
+    *,
+    whole: bool = False,
+    zero: bool = False,
+    unit: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> float | None:
+    """A number from the command line, the environment or ``default``, checked by parse_number."""
+    value = resolve(cli_value, env_var, None, env=env)
+    if value is None:
+        return default
+    return parse_number(value, what, whole=whole, zero=zero, unit=unit)
+
+
 def resolve_seconds(
     cli_value: object | None,
     env_var: str,
@@ -117,15 +169,8 @@ def resolve_seconds(
     env: Mapping[str, str] | None = None,
 ) -> float:
     """A positive number of seconds from the command line, the environment or ``default``."""
-    value = resolve(cli_value, env_var, None, env=env)
-    if value is None:
-        return default
-    try:
-        seconds = float(value)  # type: ignore[arg-type]  # str or a number; anything else fails
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if not 0 < seconds < float("inf"):
-        raise UsageError(f"Invalid {what} '{value}': a number of seconds above 0")
+    seconds = resolve_number(cli_value, env_var, default, what, unit="seconds", env=env)
+    assert seconds is not None
     return seconds
 
 

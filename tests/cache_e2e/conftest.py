@@ -314,7 +314,7 @@ def site(tmp_path: Path, pki: TestPKI, ca_dir: Path) -> Iterator[CacheSite]:
     root.mkdir()
     (root / "cache" / "partial").mkdir(parents=True)
     (root / "cache" / "expired").mkdir()
-    database = test_database(root)
+    database = test_database(root).prepare()
     env = {
         "VMCATCHER_RDBMS": database.url,
         "VMCATCHER_DIR_CERT": str(ca_dir),

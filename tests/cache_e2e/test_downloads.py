@@ -102,6 +102,26 @@ def test_interrupted_download_is_resumed_with_a_range_request(site: CacheSite) -
     assert site.index(site.partial_dir) == {}
 
 
+def test_retry_downloads_a_parked_image_now(site: CacheSite) -> None:
+    """Issue 11, item 10: after 5 failures the admin need not wait for a new list version."""
+    site.add_image(IMAGE)
+    site.ready()
+    site.server.status(IMAGE_PATH, 500)
+    for _ in range(5):
+        site.cache()
+    parked = site.cache()
+    assert "giving up until new image list" in parked.stderr
+    assert len(site.server.requests_for(IMAGE_PATH)) == 5
+
+    site.server.add(IMAGE_PATH, site.data[IMAGE])  # the server is fixed
+    retried = site.cache("--retry", IMAGE)
+
+    assert "giving up" not in retried.stderr, retried
+    assert len(site.server.requests_for(IMAGE_PATH)) == 6
+    assert (site.cache_dir / IMAGE).read_bytes() == site.data[IMAGE]
+    assert site.index(site.partial_dir) == {}
+
+
 def test_five_tries_per_list_version(site: CacheSite) -> None:
     site.add_image(IMAGE)
     site.ready()

@@ -104,3 +104,14 @@ def test_example_handler_records_a_real_cache_run(site: CacheSite) -> None:
         expire_run[0]["VMCATCHER_EVENT_UUID_SESSION"]
         != download_run[0]["VMCATCHER_EVENT_UUID_SESSION"]
     )
+
+
+def test_a_failing_handler_error_line_carries_its_first_stderr_line(site: CacheSite) -> None:
+    """Issue 11, item 9: cron mail used to show only "exit code '127'"."""
+    site.add_image("3e1a9c7b-6d5f-4b2e-8a1c-9f0e7d6c5b4a")
+    site.ready()
+    result = site.cache("-x", "no-such-vmcatcher-handler --flag", events=False)
+    lines = [line for line in result.stderr.splitlines() if "ProcessPrefix" in line]
+    [line] = [line for line in lines if line.startswith("ERROR:")]
+    assert "with exit code '127'. stderr: " in line, result
+    assert "no-such-vmcatcher-handler" in line.split(" stderr: ", 1)[1]

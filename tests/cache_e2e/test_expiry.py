@@ -153,3 +153,22 @@ def test_expired_max_count_bounds_the_expired_directory(site: CacheSite) -> None
     site.cache("--expired-max-count", "1")
     assert expired_ids(site) == [C]
     assert set(site.index(site.expired_dir)) == site.files(site.expired_dir)
+
+
+def test_expired_max_age_and_count_zero_both_empty_the_expired_directory(
+    site: CacheSite,
+) -> None:
+    """0 is one rule for both pruning options: keep none (issue 11; it was ignored for age)."""
+    for identifier in (A, B):
+        site.add_image(identifier)
+    site.ready()
+    site.cache()
+    site.remove(A)
+    site.cache("--expired-max-age", "0")
+    assert expired_ids(site) == []
+    assert site.index(site.expired_dir) == {}
+
+    site.remove(B)
+    site.cache("--expired-max-count", "0")
+    assert expired_ids(site) == []
+    assert site.index(site.expired_dir) == {}

@@ -6,7 +6,8 @@ The ``site`` fixture gives each test its own directory with:
 
 * a Grid CA directory from the session's :class:`~tests.support.pki.TestPKI`
   (key generation is the slow part, so one PKI per test session/worker);
-* a fresh database from :func:`tests.support.databases.test_database` (SQLite
+* a fresh database from :func:`tests.support.databases.test_database`, its schema
+  created (only configuring commands create a database; docs/database.md) (SQLite
   by default, a new PostgreSQL database in the second pass of ``make test``),
   handed to the commands as ``VMCATCHER_RDBMS``, and ``VMCATCHER_DIR_CERT``
   pointing at that CA directory;
@@ -283,7 +284,7 @@ class Site:
 @pytest.fixture
 def site(tmp_path: Path, pki: TestPKI) -> Iterator[Site]:
     ca_dir = pki.write_ca_dir(tmp_path / "certificates")
-    database = test_database(tmp_path)
+    database = test_database(tmp_path).prepare()
     env = {"VMCATCHER_RDBMS": database.url, "VMCATCHER_DIR_CERT": str(ca_dir)}
     work = Site(tmp_path, pki, ca_dir, env, database)
     with work._stack:

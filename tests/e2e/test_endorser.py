@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.commands import run
 from tests.support.databases import test_database
+from vmcatcher.db import prepare_database
 
 DN = "/DC=org/DC=example/CN=Jane Doe"
 CA = "/DC=org/DC=example/CN=Example CA"
@@ -187,6 +188,7 @@ def test_log_config_file_is_used(tmp_path):
         "[handler_h]\nclass=StreamHandler\nformatter=f\nargs=(sys.stderr,)\n"
         "[formatter_f]\nformat=CUSTOM %(levelname)s %(message)s\n"
     )
+    prepare_database(f"sqlite:///{tmp_path / 'vmcatcher.db'}").close()
     result = default_endorser(tmp_path, "-l", "--log-config", str(conf))
     assert result.returncode == 0
     assert "CUSTOM INFO Defaulting DB connection" in result.stderr
@@ -206,3 +208,43 @@ def test_bad_database_url_is_one_line(endorser):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "secret" not in result.stderr
+
+
+# --- issue 11, item 7: DNs as OpenSSL 3 prints them, and empty values ------------------
+
+
+def test_openssl3_comma_form_is_stored_in_slash_form_and_matches(site, pki) -> None:
+    """``openssl x509 -noout -subject`` prints ``DC = org, ..., CN = ...`` by default."""
+
+    def comma(dn: str) -> str:
+        return ", ".join(part.replace("=", " = ", 1) for part in dn.strip("/").split("/"))
+
+    signer = pki.endorser
+    created = site.endorser("-C", "-e", "QA", "--dn", comma(signer.subject),
+                            "-I", comma(signer.issuer))  # fmt: skip
+    assert created.returncode == 0, created
+    assert site.sql('SELECT hv_dn, hv_ca FROM "endorserPrincible"') == [
+        (signer.subject, signer.issuer)
+    ]
+    published = site.file_list()
+    subscribed = site.subscribe("-s", published.url)  # no -e: the endorser must match
+    assert subscribed.returncode == 0, subscribed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-e", "", "--dn", DN, "-I", CA], "Empty endorser identifier (-e)"),
+        (["-e", "E", "--dn", "", "-I", CA], "Invalid subject (--dn) DN '(empty)'"),
+        (["-e", "E", "--dn", DN, "-I", ""], "Invalid issuer (-I) DN '(empty)'"),
+        (["-e", "E", "--dn", "Jane Doe", "-I", CA], "Invalid subject (--dn) DN 'Jane Doe'"),
+        (["-e", "E", "--dn", "DC=org/CN=Jane", "-I", CA], "give it as '/DC=org/CN=Name'"),
+    ],
+)
+def test_empty_or_unusable_endorser_values_are_refused(site, args, message) -> None:
+    before = site.dump()
+    result = site.endorser("-C", *args)
+    assert result.returncode == 1, result
+    [line] = result.stderr.splitlines()
+    assert line.startswith("ERROR:main:") and message in line, result
+    assert site.dump() == before

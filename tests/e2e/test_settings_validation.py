@@ -13,6 +13,43 @@ from tests.support.commands import run
         ("vmcatcher_cache", [], {"VMCATCHER_CACHE_PARALLEL": "abc"}, "Invalid parallel downloads"),
         ("vmcatcher_cache", [], {"VMCATCHER_EVENT_TIMEOUT": "-1"}, "Invalid event timeout '-1'"),
         ("vmcatcher_cache", ["--timeout", "0"], {}, "Invalid download timeout '0'"),
+        # One rule for every numeric option (issue 11): exit 1, the same message shape.
+        (
+            "vmcatcher_cache",
+            ["--event-timeout", "abc"],
+            {},
+            "Invalid event timeout 'abc': a number of seconds above 0",
+        ),
+        (
+            "vmcatcher_cache",
+            ["--timeout", "abc"],
+            {},
+            "Invalid download timeout 'abc': a number of seconds above 0",
+        ),
+        (
+            "vmcatcher_cache",
+            ["--parallel", "0"],
+            {},
+            "Invalid parallel downloads '0': a whole number above 0",
+        ),
+        (
+            "vmcatcher_cache",
+            ["--expired-max-count", "-1"],
+            {},
+            "Invalid expired max count '-1': a whole number 0 or more",
+        ),
+        (
+            "vmcatcher_cache",
+            ["--expired-max-age", "nan"],
+            {},
+            "Invalid expired max age 'nan': a number of days 0 or more",
+        ),
+        (
+            "vmcatcher_cache",
+            ["--wait", "soon"],
+            {},
+            "Invalid wait 'soon': a number of seconds 0 or more",
+        ),
         ("vmcatcher_cache", [], {"VMCATCHER_DOWNLOAD_TIMEOUT": "inf"}, "Invalid download timeout"),
         (
             "vmcatcher_subscribe",

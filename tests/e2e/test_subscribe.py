@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from tests.support.databases import test_database
 from tests.support.lists import make_image
 from tests.support.servers import basic_auth_header
 from tests.support.tls import write_hashed_dir
@@ -33,11 +34,12 @@ def dump(site) -> dict[str, list[tuple]]:
 # --- spec §16, items 1-7 ----------------------------------------------------------------
 
 
-def test_no_arguments_is_an_error_and_opens_no_database(site):
-    result = site.subscribe()
+def test_no_arguments_is_an_error_and_opens_no_database(site, tmp_path):
+    unopened = test_database(tmp_path, "unopened.db")
+    result = site.subscribe(env={"VMCATCHER_RDBMS": unopened.url})
     assert result.returncode == 1, result
     assert "No actions selected" in result.stderr
-    assert not site.database.exists()
+    assert not unopened.exists()
 
 
 def test_subscribe_needs_a_known_endorser_unless_auto_endorse(site, pki):
@@ -552,3 +554,44 @@ def test_relaxed_crl_acceptance_is_logged_by_the_update(site, tmp_path):
     assert result.returncode == 0, result
     relaxed = [line for line in result.stderr.splitlines() if "CRL policy relaxed" in line]
     assert relaxed and all(line.startswith("WARNING:") for line in relaxed), result.stderr
+
+
+def test_subscribing_again_with_new_options_applies_all_of_them(site):
+    """Issue 11, item 8: the trust anchor used to be dropped while the mode was applied."""
+    published = site.file_list()
+    assert site.subscribe("-s", published.url, "-e").returncode == 0
+    before = site.sub_row(published.identifier)
+    assert (before["trustAnchor"], before["updateMode"]) == (1, 0)
+
+    options = ("--uri-trustanchor-set", "igtf", "--imagelist-newimage-subscribe",
+               "--uri-username-set", "reader")  # fmt: skip
+    again = site.subscribe("-s", published.url, *options)
+
+    assert again.returncode == 0, again
+    after = site.sub_row(published.identifier)
+    assert (after["trustAnchor"], after["updateMode"], after["userName"]) == (2, 3, "reader")
+    [line] = [w for w in again.stderr.splitlines() if w.startswith("WARNING:")]
+    assert f"Subscription '{published.identifier}' already existed; applied" in line, again
+    for change in ("trust anchor 'igtf'", "user name", "new-image mode 3"):
+        assert change in line
+    assert site.count("subscription") == 1
+
+
+def test_update_with_a_selection_updates_only_the_selected_subscriptions(site):
+    """Issue 11, item 10: ``-U -u <id>`` used to ignore ``-u`` and update everything."""
+    first, second = site.file_list("first.list"), site.file_list("second.list")
+    for published in (first, second):
+        assert site.subscribe("-s", published.url, "-e").returncode == 0
+
+    result = site.subscribe("-U", "-u", first.identifier)
+
+    assert result.returncode == 0, result
+    assert site.sub_row(first.identifier)["imagelist_latest"] is not None
+    assert site.sub_row(second.identifier)["imagelist_latest"] is None
+
+    unknown = site.subscribe("-U", "-u", "no-such-subscription")
+    assert unknown.returncode == 1, unknown
+    assert "ERROR:main:No known subscription matches the selection; nothing updated." in (
+        unknown.stderr
+    )
+    assert site.sub_row(second.identifier)["imagelist_latest"] is None

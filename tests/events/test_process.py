@@ -53,6 +53,7 @@ def test_failure_logs_exact_error_and_info_lines(caplog, base_env):
     assert result.rc == 3 and not result.timed_out
     assert messages(caplog, logging.ERROR) == [
         "Event 'ExpirePrefix' executed 'echo partial; echo broken >&2; exit 3' with exit code '3'."
+        " stderr: broken"  # the first stderr line, at ERROR: cron mail shows why (issue 11)
     ]
     assert messages(caplog, logging.INFO) == ["stdout=partial\n", "stderr=broken\n"]
 
@@ -61,10 +62,12 @@ def test_handler_result_never_raises_even_for_missing_program(caplog, base_env):
     runner = EventRunner("/nonexistent/handler --flag", base_env=base_env)
     result = runner.fire(events.AvailablePostfix)
     assert result.rc == 127
-    assert (
+    [line] = messages(caplog, logging.ERROR)
+    assert line.startswith(
         "Event 'AvailablePostfix' executed '/nonexistent/handler --flag' with exit code '127'."
-        in (messages(caplog, logging.ERROR))
+        " stderr: "
     )
+    assert "/nonexistent/handler" in line.split(" stderr: ", 1)[1]  # sh's "not found" line
 
 
 def test_hung_handler_and_its_child_are_killed_after_timeout(tmp_path, caplog, base_env):

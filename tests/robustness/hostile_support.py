@@ -373,7 +373,7 @@ def open_site(tmp_path: Path) -> Iterator[Site]:
     (root / "cache" / "expired").mkdir()
     pki = grid_pki()
     ca_dir = pki.write_ca_dir(tmp_path / "certificates")
-    database = databases.test_database(tmp_path)
+    database = databases.test_database(tmp_path).prepare()
     env = {
         "VMCATCHER_RDBMS": database.url,
         "VMCATCHER_DIR_CERT": str(ca_dir),

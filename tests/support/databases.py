@@ -10,7 +10,8 @@ The contract:
 
 * ``VMCATCHER_TEST_DATABASE`` unset, empty or ``sqlite``: every call of
   :func:`test_database_url` returns ``sqlite:///<tmp_path>/vmcatcher.db``
-  (nothing is created; the command under test creates the file).
+  (nothing is created here; :meth:`ScratchDatabase.prepare` creates the schema
+  as a configuring command would).
 * ``VMCATCHER_TEST_DATABASE=postgresql+psycopg://user:pw@127.0.0.1:port/db``
   (any SQLAlchemy PostgreSQL URL of a role allowed to ``CREATE DATABASE``):
   every call creates a new, empty database on that server, named
@@ -125,6 +126,17 @@ class ScratchDatabase:
     @property
     def is_postgresql(self) -> bool:
         return self.path is None
+
+    def prepare(self) -> ScratchDatabase:
+        """Create the schema, as a site's first configuring command would.
+
+        Only ``vmcatcher_subscribe -s`` and ``vmcatcher_endorser -C`` create a
+        database; fixtures whose tests start with any other command call this.
+        """
+        from vmcatcher.db import prepare_database
+
+        prepare_database(self.url).close()
+        return self
 
     @property
     def url_without_password(self) -> str:

@@ -77,6 +77,10 @@ class DownloadResult:
     transferred: int  # bytes received in this call
 
 
+class DownloadCancelled(Exception):
+    """The caller asked the download to stop (Ctrl-C); the partial file is kept for resuming."""
+
+
 class _Restart(Exception):
     """Internal: discard what is on disk and request the whole file again."""
 
@@ -285,7 +289,9 @@ class _Transfer:
         progress: Progress | None,
         chunk_size: int,
         deadline: float | None,
+        cancel: threading.Event | None = None,
     ) -> None:
+        self.cancel = cancel
         self.url = url
         self.shown = mask_password(url)
         self.path = path
@@ -305,6 +311,8 @@ class _Transfer:
     def copy(self, read: Callable[[int], bytes], sink: _Sink) -> None:
         """Move bytes from ``read`` into ``sink``, never accepting more than expected."""
         while True:
+            if self.cancel is not None and self.cancel.is_set():
+                raise DownloadCancelled(self.shown)
             want = min(self.chunk_size, self.expected_size + 1 - sink.size)
             chunk = read(want)
             if not chunk:
@@ -432,6 +440,7 @@ def download_image(
     progress: Progress | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     total_timeout: float | None = None,
+    cancel: threading.Event | None = None,
 ) -> DownloadResult:
     """Download ``url`` into ``partial_path`` and verify size and sha512 in the same pass.
 
@@ -443,6 +452,8 @@ def download_image(
     ``progress(bytes_so_far, expected_size)`` is called as bytes arrive.
     ``total_timeout`` (seconds) bounds the whole call; None means no bound beyond the
     per-read ``timeout``.
+    ``cancel``: when set (by another thread), the copy stops before its next chunk and
+    :class:`DownloadCancelled` is raised; the partial file is kept for resuming.
     """
     path = Path(partial_path)
     expected = _check_expectations(expected_size, expected_sha512)
@@ -457,7 +468,7 @@ def download_image(
         raise DownloadError(f"Unknown transport {scheme!r} for image URL {mask_password(url)}")
 
     deadline = None if total_timeout is None else time.monotonic() + total_timeout
-    transfer = _Transfer(plain_url, path, expected_size, progress, chunk_size, deadline)
+    transfer = _Transfer(plain_url, path, expected_size, progress, chunk_size, deadline, cancel)
     transfer.shown = mask_password(url)
     offset = _existing_size(path)
     if offset > expected_size:

@@ -130,6 +130,8 @@ class CacheLayout:
                 )
             elif not path.is_dir():
                 problems.append(f"{title} '{path}' is not a directory")
+            elif _read_only_file_system(path):
+                problems.append(f"{title} '{path}' is on a read-only file system")
             elif not os.access(path, os.W_OK | os.X_OK):
                 problems.append(f"{title} '{path}' is not writable by this user")
         if problems:
@@ -408,3 +410,11 @@ def _stamp_of(name: str) -> datetime | None:
         return datetime.strptime(name.rsplit(".", 1)[1], EXPIRED_STAMP_FORMAT)
     except ValueError:
         return None
+
+
+def _read_only_file_system(path: Path) -> bool:
+    """A read-only mount is not a permission problem: say which it is."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

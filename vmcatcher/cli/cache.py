@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmcatcher.cli.common import add_database_options, add_logging_options, new_parser, run_cli
-from vmcatcher.errors import UsageError
 from vmcatcher.logsetup import setup_logging
 from vmcatcher.settings import (
     ENV_CACHE_ACTION_CHECK,
@@ -22,9 +21,11 @@ from vmcatcher.settings import (
     ENV_CACHE_DIR_EXPIRE,
     ENV_CACHE_EVENT,
     env_flag,
+    parse_number,
     resolve,
     resolve_cert_dir,
     resolve_database,
+    resolve_number,
     resolve_seconds,
     transfer_timeout,
 )
@@ -51,13 +52,6 @@ default actions: expire and download. Directories must exist:
 events: ProcessPrefix, ProcessPostfix, AvailablePrefix, AvailablePostfix,
 ExpirePrefix, ExpirePostfix (VMCATCHER_EVENT_TYPE and VMCATCHER_EVENT_* variables).
 """
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,13 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
         "-e", "--expired-dir", metavar="DIR_EXPIRE",
         help="expired images; env VMCATCHER_CACHE_DIR_EXPIRE; default <cache>/expired",
     )  # fmt: skip
-    dirs.add_argument(
-        "--expired-max-count", type=_positive_int, metavar="N",
-        help="keep at most N files in the expired directory (oldest removed first)",
+    actions.add_argument(
+        "--retry", action="append", default=[], metavar="UUID",
+        help="download image UUID again now even if it failed 5 times for this list version "
+        "(repeatable)",
+    )  # fmt: skip
+    actions.add_argument(
+        "--allow-empty-database", action="store_true",
+        help="expire even when the database holds no subscription at all (otherwise refused "
+        "while the cache holds images: it is probably the wrong database)",
     )  # fmt: skip
     dirs.add_argument(
-        "--expired-max-age", type=float, metavar="DAYS",
-        help="remove expired files older than DAYS days",
+        "--expired-max-count", metavar="N",
+        help="keep at most N files in the expired directory (oldest removed first; 0: none)",
+    )  # fmt: skip
+    dirs.add_argument(
+        "--expired-max-age", metavar="DAYS",
+        help="remove expired files older than DAYS days (0: all)",
     )  # fmt: skip
     events = parser.add_argument_group("events")
     events.add_argument(
@@ -102,13 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="shell command run for every event; env VMCATCHER_CACHE_EVENT",
     )  # fmt: skip
     events.add_argument(
-        "--event-timeout", type=float, metavar="SECONDS",
+        "--event-timeout", metavar="SECONDS",
         help="kill a handler (and its children) after this long; env VMCATCHER_EVENT_TIMEOUT; "
         "default 10",
     )  # fmt: skip
     transfer = parser.add_argument_group("downloads")
     transfer.add_argument(
-        "--parallel", type=_positive_int, metavar="N",
+        "--parallel", metavar="N",
         help=f"download up to N images at once; env {ENV_PARALLEL}; default {DEFAULT_PARALLEL}",
     )  # fmt: skip
     transfer.add_argument(
@@ -130,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow images with file:// URLs (off: a list could copy local files)",
     )  # fmt: skip
     transfer.add_argument(
-        "--wait", nargs="?", type=float, const=-1.0, metavar="SECONDS",
+        "--wait", nargs="?", const="forever", metavar="SECONDS",
         help="if another vmcatcher_cache runs on this cache, wait for it (forever, or SECONDS) "
         "instead of exiting",
     )  # fmt: skip
@@ -176,14 +180,27 @@ def resolve_directories(args: argparse.Namespace) -> tuple[str, str, str]:
 
 def resolve_parallel(args: argparse.Namespace) -> int:
     """How many images download at once: ``--parallel``/env, default 2 (a 2-core host)."""
-    value = resolve(args.parallel, ENV_PARALLEL, DEFAULT_PARALLEL)
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        count = 0
-    if count < 1:
-        raise UsageError(f"Invalid parallel downloads '{value}': a whole number above 0")
-    return count
+    count = resolve_number(args.parallel, ENV_PARALLEL, DEFAULT_PARALLEL, "parallel downloads",
+                           whole=True)  # fmt: skip
+    return int(count or DEFAULT_PARALLEL)
+
+
+def resolve_pruning(args: argparse.Namespace) -> tuple[int | None, float | None]:
+    """``--expired-max-count`` and ``--expired-max-age``: 0 is allowed and means "keep none"."""
+    count = resolve_number(args.expired_max_count, None, None, "expired max count", whole=True,
+                           zero=True)  # fmt: skip
+    age = resolve_number(args.expired_max_age, None, None, "expired max age", zero=True,
+                         unit="days")  # fmt: skip
+    return (None if count is None else int(count)), age
+
+
+def resolve_wait(args: argparse.Namespace) -> bool | float:
+    """``--wait``: False (absent), True (no value: forever) or a number of seconds."""
+    if args.wait is None:
+        return False
+    if args.wait == "forever":
+        return True
+    return parse_number(args.wait, "wait", zero=True, unit="seconds")
 
 
 def resolve_download_timeout(args: argparse.Namespace) -> tuple[float, float]:
@@ -221,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
     actions = resolve_actions(args)
     directories = resolve_directories(args)
     parallel = resolve_parallel(args)
+    max_count, max_age = resolve_pruning(args)
+    wait = resolve_wait(args)
     event_timeout = resolve_seconds(args.event_timeout, ENV_EVENT_TIMEOUT, 10.0, "event timeout")
     download_timeout = resolve_download_timeout(args)
 
@@ -229,7 +248,6 @@ def run(args: argparse.Namespace) -> int:
 
     layout = CacheLayout(*directories)
     database_url = resolve_database(args.database)
-    wait = False if args.wait is None else (True if args.wait < 0 else args.wait)
     with CacheLock(layout.cache_dir, wait=wait), ExitStack() as held:
         from vmcatcher.cli.database import open_configured_database
         from vmcatcher.events import EventRunner
@@ -254,8 +272,10 @@ def run(args: argparse.Namespace) -> int:
             parallel=parallel,
             timeout=download_timeout,
             progress=True,
-            expired_max_count=args.expired_max_count,
-            expired_max_age_days=args.expired_max_age,
+            expired_max_count=max_count,
+            expired_max_age_days=max_age,
+            allow_empty_database=args.allow_empty_database,
+            retry=tuple(args.retry),
         )
         with database.session() as session:
             return CacheRun(layout, session, options).run()

@@ -101,6 +101,18 @@ def validate(args: argparse.Namespace) -> tuple[str, str, list[str]]:
     fmt = check_format(resolve_format(args.format))
     if action == "create" and len(args.endorser_uuid) > 1:
         raise UsageError("More than one endorser cannot be created at a time.")
+    if action == "create":
+        # Before the database is opened (and perhaps created): refuse what cannot match.
+        from vmcatcher.limits import DN_LIMIT, too_long
+        from vmcatcher.services.endorsers import slash_dn
+
+        for text in (*args.endorser_uuid, *subjects, *args.issuer):
+            if too_long(text, DN_LIMIT):
+                raise UsageError(f"'{text[:40]}...' is longer than {DN_LIMIT} characters.")
+        if not args.endorser_uuid[0].strip():
+            raise UsageError("Empty endorser identifier (-e): give the endorser a name.")
+        subjects = [slash_dn(text, "subject (--dn)") for text in subjects]
+        args.issuer = [slash_dn(text, "issuer (-I)") for text in args.issuer]
     return action, fmt, subjects
 
 
@@ -112,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     from vmcatcher.output.writer import Writer
     from vmcatcher.services import endorsers
 
-    database = open_configured_database(args)
+    database = open_configured_database(
+        args, create=action == "create", read_only=action in ("list", "links", "info")
+    )
     writer = Writer(fmt)
     with database.session() as session:
         if action == "create":

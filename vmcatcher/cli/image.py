@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from vmcatcher.cli.database import open_configured_database
     from vmcatcher.services import images
 
-    database = open_configured_database(args)
+    database = open_configured_database(args, read_only=action in ("list", "info"))
     selector, values = (
         (images.BY_SHA512, args.sha512) if args.sha512 else (images.BY_UUID, args.uuid)
     )

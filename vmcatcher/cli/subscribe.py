@@ -230,7 +230,11 @@ def run(args: argparse.Namespace) -> int:
 
     from vmcatcher.cli.database import open_configured_database
 
-    database = open_configured_database(args)
+    database = open_configured_database(
+        args,
+        create=action == "subscribe",
+        read_only=action in ("list", "info", "image_list") and not decorators,
+    )
     events = _event_runner(args)
     needs_anchor = (
         action in ("subscribe", "update") or fmt == "message" or ("update_mode" in decorators)
@@ -238,8 +242,7 @@ def run(args: argparse.Namespace) -> int:
     cert_dir, store = load_configured_trust_store(args) if needs_anchor else (None, None)
     selector, selections = _selection(args, action, decorators)
     if "trust_anchor" in decorators and decorators["trust_anchor"] not in TRUST_ANCHORS:
-        log.info("Allowed trust anchors 'none', 'browser', 'igtf'")
-        raise UsageError("Invalid trust anchor value")
+        raise _invalid_trust_anchor(decorators["trust_anchor"])
     crl_policy = resolve_crl_policy(args) if store is not None else None
 
     from vmcatcher.services.update import UpdateContext
@@ -264,7 +267,13 @@ def run(args: argparse.Namespace) -> int:
     elif action == "update":
         from vmcatcher.services.update import update_subscriptions
 
-        rc = update_subscriptions(database.session, context)
+        selected = None
+        if args.uuid or args.uri:  # -U -u/--uri: only those (docs/commands/vmcatcher_subscribe.md)
+            from vmcatcher.services.subscriptions import matching_ids
+
+            with database.session() as session:
+                selected = matching_ids(session, selector, selections)
+        rc = update_subscriptions(database.session, context, selected=selected)
     elif action == "delete":
         rc = _delete(database, selector, selections)
     elif action == "info":
@@ -305,12 +314,19 @@ def _new_image_hook(events):
     return lambda metadata: events.fire("SubscriptionImageNew", metadata)
 
 
+def _invalid_trust_anchor(value: str) -> UsageError:
+    """One line with the allowed values (they used to be an INFO line cron mail never showed)."""
+    return UsageError(
+        f"Invalid trust anchor value '{value}': allowed trust anchors 'none', 'browser', 'igtf'"
+    )
+
+
 def _subscribe(database, args, decorators, context) -> None:
     from vmcatcher.fetch import TrustAnchor
     from vmcatcher.services.subscribe import SubscribeOptions, subscribe
 
     if "trust_anchor" in decorators and decorators["trust_anchor"] not in TRUST_ANCHORS:
-        raise UsageError("Invalid trust anchor value")
+        raise _invalid_trust_anchor(decorators["trust_anchor"])
     options = SubscribeOptions(
         store=context.store,
         crl_policy=context.crl_policy,

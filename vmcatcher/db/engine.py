@@ -36,15 +36,24 @@ Importing this module costs SQLAlchemy only; Alembic is imported by
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from vmcatcher.errors import DatabaseError
+
+log = logging.getLogger("vmcatcher.db")
+
+#: Who may create a missing database (docs/database.md, "Which commands create it").
+CREATING_COMMANDS = "'vmcatcher_subscribe -s' and 'vmcatcher_endorser -C'"
 
 #: The default of every command when neither ``-d`` nor ``VMCATCHER_RDBMS`` is given.
 DEFAULT_URL = "sqlite:///vmcatcher.db"
@@ -69,6 +78,10 @@ class Database:
     engine: Engine
     url: URL
     session: sessionmaker[Session] = field(repr=False)
+    #: Where the URL came from ("set by option -d"...), for error messages; may be None.
+    origin: str | None = None
+    #: Whether a missing schema may be created (only configuring commands).
+    create: bool = True
 
     @property
     def masked_url(self) -> str:
@@ -119,7 +132,23 @@ def mask_url(url: str | URL) -> str:
         return _CREDENTIALS.sub(r"\g<head>***\g<at>", url)
 
 
-def open_database(url: str, *, echo: bool = False) -> Database:
+def not_created_error(masked: str, origin: str | None, problem: str) -> DatabaseError:
+    """The one line refusing to create a missing database or schema (docs/database.md)."""
+    where = f" ({origin})" if origin else ""
+    return DatabaseError(
+        f"Database '{masked}'{where} {problem}; not creating it: check the URL"
+        f" (only {CREATING_COMMANDS} create a database)"
+    )
+
+
+def open_database(
+    url: str,
+    *,
+    echo: bool = False,
+    create: bool = True,
+    read_only: bool = False,
+    origin: str | None = None,
+) -> Database:
     """Open the database at *url* and check that it can be used.
 
     One connection is made straight away (and kept in the pool), so that an
@@ -127,6 +156,14 @@ def open_database(url: str, *, echo: bool = False) -> Database:
     fails here with :class:`~vmcatcher.errors.DatabaseError` rather than in
     the middle of a command. The schema is not touched: call
     :func:`vmcatcher.db.migrate.ensure_schema` next.
+
+    ``create=False`` refuses a SQLite file that does not exist (it is opened
+    with ``mode=rw``, so it cannot be created by accident either) and makes
+    ``ensure_schema`` refuse a database without tables. ``read_only=True``
+    opens a SQLite file with ``mode=ro``; when that fails because the file is
+    in WAL mode and the user can write neither it nor its directory, it is
+    read as ``immutable`` (see docs/database.md, "Read-only users").
+    ``origin`` says where *url* came from, for the error messages.
     """
     masked = mask_url(url)
     try:
@@ -138,41 +175,89 @@ def open_database(url: str, *, echo: bool = False) -> Database:
     parsed = _default_postgresql_driver(parsed)
     kwargs: dict[str, object] = {"echo": echo}
     busy_ms = SQLITE_BUSY_TIMEOUT_MS
+    path: str | None = None
     if parsed.get_backend_name() == "sqlite":
         parsed = _absolute_sqlite_url(parsed)
         busy_ms = sqlite_busy_timeout_ms()
         kwargs["connect_args"] = {"timeout": busy_ms / 1000}
+        path = _sqlite_file(parsed)
     masked = mask_url(parsed)
+    new_file = path is not None and not os.path.exists(path)
+    if new_file and not create:
+        raise not_created_error(masked, origin, "does not exist")
+    mode = "ro" if read_only else ("rwc" if create else "rw")
     try:
-        engine = create_engine(parsed, **kwargs)
+        engine = _engine(parsed, kwargs, path, mode, busy_ms)
+        _check(engine)
     except ModuleNotFoundError as error:
         hint = f"; {POSTGRESQL_HINT}" if parsed.get_backend_name() == "postgresql" else ""
         raise DatabaseError(
             f"Cannot open database '{masked}': driver module '{error.name}' is not installed{hint}"
         ) from None
     except Exception as error:
-        raise DatabaseError(
-            f"Cannot open database '{masked}': {_one_line(error, parsed.password)}"
-        ) from None
+        if not (read_only and path is not None and _needs_immutable(path)):
+            raise DatabaseError(
+                f"Cannot open database '{masked}': {_one_line(error, parsed.password)}"
+            ) from None
+        # A WAL file nobody writes to, in a directory this user cannot write: read it as is.
+        try:
+            engine = _engine(parsed, kwargs, path, "ro&immutable=1", busy_ms)
+            _check(engine)
+        except Exception as error:
+            raise DatabaseError(
+                f"Cannot open database '{masked}': {_one_line(error, parsed.password)}"
+            ) from None
+    if new_file:
+        log.warning("Created new database file '%s' (%s)", path, origin or "as configured")
 
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    return Database(engine=engine, url=parsed, session=factory, origin=origin, create=create)
+
+
+def _engine(
+    url: URL, kwargs: dict[str, object], path: str | None, mode: str, busy_ms: int
+) -> Engine:
+    """An engine for *url*; a SQLite file is opened as a ``mode=`` URI (see open_database)."""
+    options = dict(kwargs)
+    if path is not None:
+        options["creator"] = _sqlite_creator(path, mode, busy_ms)
+    engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
+        writable = "ro" not in mode
 
         def on_connect(dbapi_connection: object, record: object) -> None:
-            _sqlite_on_connect(dbapi_connection, record, busy_ms)
+            _sqlite_on_connect(dbapi_connection, record, busy_ms, wal=writable)
 
         event.listen(engine, "connect", on_connect)
+    return engine
 
+
+def _sqlite_creator(path: str, mode: str, busy_ms: int) -> Callable[[], sqlite3.Connection]:
+    uri = f"{Path(path).as_uri()}?mode={mode}"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=busy_ms / 1000, check_same_thread=False)
+
+    return connect
+
+
+def _check(engine: Engine) -> None:
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
-    except Exception as error:
+    except Exception:
         engine.dispose()
-        raise DatabaseError(
-            f"Cannot open database '{masked}': {_one_line(error, parsed.password)}"
-        ) from None
+        raise
 
-    factory = sessionmaker(bind=engine, expire_on_commit=False)
-    return Database(engine=engine, url=parsed, session=factory)
+
+def _needs_immutable(path: str) -> bool:
+    """True when only an ``immutable`` open can read *path*: WAL, no -wal, unwritable dir."""
+    directory = os.path.dirname(path) or "."
+    return (
+        os.path.exists(path)
+        and not os.access(directory, os.W_OK)
+        and not os.path.exists(f"{path}-wal")
+    )
 
 
 def database_error(database: Database, action: str, error: BaseException) -> DatabaseError:
@@ -254,7 +339,11 @@ def sqlite_busy_timeout_ms(environ: dict[str, str] | None = None) -> int:
 
 
 def _sqlite_on_connect(
-    dbapi_connection: object, _record: object, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    dbapi_connection: object,
+    _record: object,
+    busy_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    *,
+    wal: bool = True,
 ) -> None:
     """Per-connection SQLite settings (see module docstring)."""
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
@@ -263,7 +352,7 @@ def _sqlite_on_connect(
         # Fails with "file is not a database" on a corrupted file: let it raise.
         cursor.execute("PRAGMA journal_mode")
         mode = cursor.fetchone()[0]
-        if mode not in ("wal", "memory"):
+        if wal and mode not in ("wal", "memory"):
             try:
                 cursor.execute("PRAGMA journal_mode = WAL")
             except Exception:

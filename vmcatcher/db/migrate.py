@@ -20,7 +20,7 @@ cannot migrate at once, it decides:
 * an unknown revision (a newer vmcatcher wrote it): refuse, change nothing.
 
 Before changing an existing SQLite file a consistent copy is written next to
-it (``<file>.backup-<UTC stamp>``, SQLite backup API) and an INFO line on
+it (``<file>.backup-<UTC stamp>``, SQLite backup API) and a WARNING line on
 logger ``vmcatcher.db`` names the backup and the versions. The whole
 migration runs in one transaction with SQLite foreign keys off (a table
 rebuild must not fire ``ON DELETE CASCADE``), so it either completes or leaves
@@ -41,7 +41,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, inspect, pool
 
-from vmcatcher.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database, database_error
+from vmcatcher.db.engine import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    Database,
+    database_error,
+    not_created_error,
+)
 from vmcatcher.errors import DatabaseError
 
 if TYPE_CHECKING:
@@ -93,6 +98,8 @@ def ensure_schema(database: Database) -> None:
         raise database_error(database, "read", error) from None
     if current == HEAD_REVISION:
         return
+    if not database.create:
+        _refuse_empty(database)
     try:
         with _quiet_alembic():
             _migrate(database)
@@ -100,6 +107,19 @@ def ensure_schema(database: Database) -> None:
         raise
     except Exception as error:
         raise database_error(database, "migrate", error) from None
+
+
+def _refuse_empty(database: Database) -> None:
+    """A command that does not configure never creates the schema (docs/database.md)."""
+    from vmcatcher.db.migrations.legacy import TABLES
+
+    try:
+        with database.engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+    except exc.SQLAlchemyError as error:
+        raise database_error(database, "read", error) from None
+    if not tables & (set(TABLES) | {"alembic_version"}):
+        raise not_created_error(database.masked_url, database.origin, "has no vmcatcher tables")
 
 
 def _stamped_revision(connection: Connection) -> str | None:
@@ -135,7 +155,7 @@ def _migrate(database: Database) -> None:
             Base.metadata.create_all(connection)
             config.attributes["connection"] = connection
             command.stamp(config, HEAD_REVISION)
-            log.info(
+            log.warning(
                 "Created database schema %s in '%s'",
                 RELEASE_OF_REVISION[HEAD_REVISION],
                 database.masked_url,
@@ -163,7 +183,7 @@ def _migrate(database: Database) -> None:
                 current = "v0_6"
 
         backup = _backup_sqlite(database)
-        log.info(
+        log.warning(
             "Upgrading database '%s' schema from %s (revision %s) to %s (revision %s); %s",
             database.masked_url,
             RELEASE_OF_REVISION.get(current, current),

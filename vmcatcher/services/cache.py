@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vmcatcher.cache.digest import file_size_and_sha512
@@ -38,7 +39,7 @@ from vmcatcher.cache.index import expected_bytes, same_bytes
 from vmcatcher.cache.layout import CacheLayout, Role
 from vmcatcher.cache.recovery import recover_interrupted_moves
 from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstance, Subscription
-from vmcatcher.errors import CacheError, CacheFileMissingError, VmcatcherError
+from vmcatcher.errors import CacheError, CacheFileMissingError, DatabaseError, VmcatcherError
 from vmcatcher.events import EventRunner
 from vmcatcher.names import UnsafeNameError
 from vmcatcher.services.availability import available_query
@@ -80,6 +81,9 @@ class CacheOptions:
     progress: bool = False
     expired_max_count: int | None = None
     expired_max_age_days: float | None = None
+    allow_empty_database: bool = False
+    #: Images whose failed-download counter is reset first (``--retry``).
+    retry: tuple[str, ...] = ()
 
 
 @dataclass
@@ -99,6 +103,8 @@ class CacheRun:
     options: CacheOptions
     now: datetime = field(default_factory=utcnow)
     _wanted: dict[str, _Wanted] | None = field(default=None, init=False, repr=False)
+    #: Set on Ctrl-C: the download workers stop before their next chunk.
+    _cancel: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
 
     def run(self) -> int:
         """Run the selected actions; return the exit code (0, or 1 when expiry failed)."""
@@ -107,6 +113,8 @@ class CacheRun:
             self.layout.sweep(role)
         self.layout.load_indexes()
         self._drop_unusable_entries()
+        if EXPIRE in self.options.actions:
+            self._refuse_empty_database()
         events = self.options.events
         events.fire("ProcessPrefix")
         for event_type, metadata in recovered:
@@ -119,7 +127,9 @@ class CacheRun:
             self.check()
         if DOWNLOAD in self.options.actions:
             self.download()
-        if self.options.expired_max_count is not None or self.options.expired_max_age_days:
+        if self.options.expired_max_count is not None or (
+            self.options.expired_max_age_days is not None
+        ):
             self.layout.prune_expired(
                 max_count=self.options.expired_max_count,
                 max_age_days=self.options.expired_max_age_days,
@@ -185,6 +195,22 @@ class CacheRun:
                     del index[key]
 
     # --- expire -------------------------------------------------------------------------
+
+    def _refuse_empty_database(self) -> None:
+        """Expiring everything because the database is empty is almost always a wrong ``-d``.
+
+        See docs/commands/vmcatcher_cache.md (``--allow-empty-database``).
+        """
+        cached = len(self.layout.cache_index)
+        if not cached or self.options.allow_empty_database:
+            return
+        if self.session.execute(select(Subscription.id).limit(1)).first() is not None:
+            return
+        url = self.session.get_bind().url.render_as_string(hide_password=True)
+        raise DatabaseError(
+            f"Database '{url}' holds no subscription while the cache index lists {cached} "
+            "image(s): not expiring them (wrong database? --allow-empty-database expires them)"
+        )
 
     def expire(self) -> bool:
         """Move every cached image that is no longer wanted to the expired directory."""
@@ -265,6 +291,13 @@ class CacheRun:
             if uuid not in wanted:
                 log.info("Dropping unfinished download of '%s': no longer wanted.", uuid)
                 del partial_index[uuid]
+        for uuid in self.options.retry:
+            if uuid not in wanted:
+                log.warning("Image '%s' is not a subscribed, available image; not retried.", uuid)
+                continue
+            entry = partial_index.get(uuid)
+            if entry is not None and entry.pop("DownLoadTrys", None) is not None:
+                log.info("Image '%s': failed-download counter reset (--retry).", uuid)
         todo = []
         for uuid, target in wanted.items():
             cached = cache_index.get(uuid)
@@ -282,13 +315,34 @@ class CacheRun:
             return
         workers = max(1, min(self.options.parallel, len(todo)))
         bars = _ProgressBars(self.options.progress)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
-            futures: dict[Future[DownloadResult], _Wanted] = {
-                pool.submit(self._fetch, target, bars): target for target in todo
-            }
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
+        futures: dict[Future[DownloadResult], _Wanted] = {}
+        finished: set[str] = set()
+        try:
+            futures = {pool.submit(self._fetch, target, bars): target for target in todo}
             for future in as_completed(futures):
                 self._finish(futures[future], future)
-        bars.close()
+                finished.add(futures[future].uuid)
+        except KeyboardInterrupt:
+            # Ctrl-C: stop the workers between chunks, keep their partial files and index
+            # entries for the Range resume of the next run (docs/commands/vmcatcher_cache.md).
+            self._cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            for target in todo:
+                if target.uuid not in finished:
+                    self._forget_try(target)
+            self.layout.save(Role.PARTIAL)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            bars.close()
+
+    def _forget_try(self, target: _Wanted) -> None:
+        """An interrupted attempt does not count towards MAX_DOWNLOAD_TRIES."""
+        entry = self.layout.partial_index.get(target.uuid)
+        tries = entry.get("DownLoadTrys") if entry else None
+        if isinstance(tries, dict) and int(tries.get("count", 0) or 0) > 0:
+            tries["count"] = int(tries["count"]) - 1
 
     def _cached_file_missing(self, uuid: str, entry: dict[str, Any]) -> bool:
         """The index says cached, but the file is gone (a handler or an admin removed it)."""
@@ -338,6 +392,7 @@ class CacheRun:
                 allow_file=self.options.allow_file,
                 progress=progress,
                 total_timeout=download_time_limit(int(entry["size"])),
+                cancel=self._cancel,
             )
         finally:
             bars.done(target.uuid)

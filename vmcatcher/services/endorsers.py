@@ -20,6 +20,7 @@ from vmcatcher.db import cascade
 from vmcatcher.db.models import Endorser, EndorserPrincipal, Subscription, SubscriptionAuth
 from vmcatcher.errors import EndorserCreateError, UsageError
 from vmcatcher.limits import DN_LIMIT, too_long
+from vmcatcher.trust.dn import slash_form
 
 log = logging.getLogger("vmcatcher.endorsers")
 
@@ -64,10 +65,14 @@ def create_endorser(
     created endorser behind only when it had just created it, and silently
     returned success when extending an existing one.)
     """
-    pairs = pair_credentials(subjects, issuers)
     for text in (identifier, *subjects, *issuers):
         if too_long(text, DN_LIMIT):
             raise UsageError(f"'{text[:40]}...' is longer than {DN_LIMIT} characters.")
+    if not identifier.strip():
+        raise UsageError("Empty endorser identifier (-e): give the endorser a name.")
+    subjects = [slash_dn(text, "subject (--dn)") for text in subjects]
+    issuers = [slash_dn(text, "issuer (-I)") for text in issuers]
+    pairs = pair_credentials(subjects, issuers)
     endorser = find_endorser(session, identifier)
     if endorser is None:
         endorser = Endorser(identifier=identifier)
@@ -179,3 +184,23 @@ def linked_subscriptions(session: Session, endorser: Endorser) -> list[Subscript
             .order_by(SubscriptionAuth.id)
         )
     )
+
+
+def slash_dn(text: str, what: str) -> str:
+    """A DN as stored and compared: the slash form (docs/commands/vmcatcher_endorser.md).
+
+    OpenSSL 3's default ``DC = org, CN = Name`` is converted; anything else that is
+    not a slash-form DN is refused, so an endorser can never hold a DN that no list
+    signature would match.
+    """
+    converted = slash_form(text)
+    if converted is None:
+        shown = text if text.strip() else "(empty)"
+        raise UsageError(
+            f"Invalid {what} DN '{shown}': give it as '/DC=org/CN=Name' "
+            "(openssl x509 -noout -subject -nameopt compat) or as OpenSSL 3 prints it "
+            "('DC = org, CN = Name')"
+        )
+    if converted != text:
+        log.info("Storing %s DN '%s' as '%s'.", what, text, converted)
+    return converted

@@ -99,8 +99,7 @@ def _store_subscription(
     existing = session.scalars(select(Subscription).where(Subscription.uri == uri)).first()
     if existing is not None:
         log.info("Already subscribed to '%s' as '%s'.", uri, existing.identifier)
-        if options.update_mode is not None:
-            _set_update_mode(session, existing, options.update_mode)
+        _apply_to_existing(session, existing, options, username, password)
         return existing
     clash = session.scalars(
         select(Subscription).where(Subscription.identifier == image_list.identifier)
@@ -157,6 +156,39 @@ def _store_subscription(
     return sub
 
 
+def _apply_to_existing(
+    session: Session,
+    sub: Subscription,
+    options: SubscribeOptions,
+    username: str | None,
+    password: str | None,
+) -> None:
+    """``-s`` again on a subscribed URL applies every option given, in one transaction.
+
+    The original applied only the new-image mode and dropped the others without a word
+    (docs/commands/vmcatcher_subscribe.md). What changed is logged at WARNING: the
+    command changed an existing subscription.
+    """
+    changed = []
+    if options.trust_anchor is not None and sub.trust_anchor != int(options.trust_anchor):
+        sub.trust_anchor = int(options.trust_anchor)
+        changed.append(f"trust anchor '{options.trust_anchor.name.lower()}'")
+    if username is not None and sub.username != username:
+        sub.username = username
+        changed.append("user name")
+    if password is not None and sub.password != password:
+        sub.password = password
+        changed.append("password")
+    if options.update_mode is not None and sub.update_mode != options.update_mode:
+        changed.append(f"new-image mode {options.update_mode}")
+    if options.update_mode is not None:
+        _set_update_mode(session, sub, options.update_mode)
+    if changed:
+        log.warning("Subscription '%s' already existed; applied %s.", sub.identifier,
+                    ", ".join(changed))  # fmt: skip
+    session.flush()
+
+
 def _set_update_mode(session: Session, sub: Subscription, mode: int) -> None:
     """``--imagelist-newimage-*`` with ``-s`` on a subscription that already exists.
 
@@ -184,12 +216,11 @@ def _find_or_create_endorser(
             f"but the list was signed under issuer '{issuer}'."
         )
     if not options.auto_endorse:
-        log.info(
-            "Use '--auto-endorse' to add endorser '%s':'%s' to subscription database.",
-            subject,
-            issuer,
+        # The hint is part of the error line: cron mail shows ERROR, not INFO.
+        raise UsageError(
+            f"Endorser '{subject}':'{issuer}' was not found in database. Use '--auto-endorse'"
+            " (-e) to add it, or create it with 'vmcatcher_endorser -C'."
         )
-        raise UsageError(f"Endorser '{subject}':'{issuer}' was not found in database.")
     endorser = Endorser(identifier=str(uuid.uuid4()))
     endorser.principals.append(EndorserPrincipal(hv_dn=subject, hv_ca=issuer))
     session.add(endorser)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from vmcatcher.db import cascade
 from vmcatcher.db.models import ImageDefinition, Subscription
+from vmcatcher.errors import UsageError
 from vmcatcher.fetch import TrustAnchor
 from vmcatcher.services.update import force_reimport
 
@@ -75,6 +76,20 @@ def set_credential(
             continue
         setattr(sub, field, secret)
         session.commit()
+
+
+def matching_ids(session: Session, selector: str, values: Sequence[str]) -> list[int]:
+    """Ids of the subscriptions selected by ``-u``/``--uri`` (``-U -u``); refuse no match."""
+    matched: list[int] = []
+    for value in values:
+        sub = find(session, selector, value)
+        if sub is None:
+            log.warning("Selections '%s' does not match any known subscriptions.", value)
+        elif sub.id not in matched:
+            matched.append(sub.id)
+    if not matched:
+        raise UsageError("No known subscription matches the selection; nothing updated.")
+    return matched
 
 
 def set_update_mode(session: Session, selector: str, values: Sequence[str], mode: int) -> list[int]:

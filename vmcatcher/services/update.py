@@ -337,8 +337,16 @@ def _import_images(
             if on_new_image is not None:
                 on_new_image(dict(image.metadata))
             if not sub.update_mode & MODE_ADD:
-                log.info("ImageId '%s' refused by subscription '%s'", image.identifier,
-                         sub.identifier)  # fmt: skip
+                # WARNING, not INFO: cron sees exit 32 and must see why (docs/troubleshooting.md).
+                log.warning(
+                    "ImageId '%s' refused by subscription '%s' (new image; update mode %s: "
+                    "accept new images with 'vmcatcher_subscribe -u %s "
+                    "--imagelist-newimage-accept')",
+                    image.identifier,
+                    sub.identifier,
+                    sub.update_mode,
+                    sub.identifier,
+                )
                 rc = int(Code.IMAGE_REFUSED)
                 continue
             new_definitions.append(

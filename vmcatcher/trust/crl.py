@@ -79,6 +79,7 @@ def classify(
     candidates: list[tuple[str, datetime | None, datetime | None, bool | None]],
     now: datetime,
     expected_name: str,
+    crl_name: str = "<hash>.r0",
 ) -> CrlStatus:
     """Classify the CRL files of one CA.
 
@@ -99,7 +100,7 @@ def classify(
         if unreadable:
             detail = f"its CRL file {', '.join(unreadable)} cannot be read"
         else:
-            detail = "no CRL file (<hash>.r0) was found"
+            detail = f"no CRL file ({crl_name}) was found"
         return CrlStatus(CrlState.MISSING, detail)
     # Several CRLs: judge the freshest one.
     path, last_update, next_update, _ = max(

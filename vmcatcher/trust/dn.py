@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DNKey", "dn_equal", "dn_key", "dn_unescaped"]
+__all__ = ["DNKey", "dn_equal", "dn_from_comma_form", "dn_key", "dn_unescaped", "slash_form"]
 
 # One RDN member: (lower-cased attribute type, value bytes).
 DNKey = tuple[tuple[tuple[str, bytes], ...], ...]
@@ -111,3 +111,91 @@ def dn_unescaped(dn: str) -> str:
     that form, so their patterns are matched against it.
     """
     return dn.replace("\\/", "/").replace("\\+", "+")
+
+
+_COMMA_SPECIALS = ',+"\\<>;#= '
+
+
+def _split_unescaped(text: str, separator: str) -> list[str] | None:
+    """Split *text* at *separator* characters not preceded by a backslash."""
+    parts, current, pos = [], [], 0
+    while pos < len(text):
+        char = text[pos]
+        if char == "\\":
+            if pos + 1 >= len(text):
+                return None
+            current.append(text[pos : pos + 2])
+            pos += 2
+            continue
+        if char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        pos += 1
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape_comma_value(value: str) -> str | None:
+    out, pos = [], 0
+    while pos < len(value):
+        char = value[pos]
+        if char == "\\":
+            following = value[pos + 1 : pos + 2]
+            if following and following in _COMMA_SPECIALS:
+                out.append(following)
+                pos += 2
+                continue
+            return None  # hex escapes and the like: not worth guessing
+        out.append(char)
+        pos += 1
+    return "".join(out)
+
+
+def dn_from_comma_form(text: str) -> str | None:
+    """The slash form of a DN as OpenSSL 3 prints it by default, or ``None``.
+
+    ``openssl x509 -noout -subject`` prints ``DC = org, DC = qa-grid, CN = QA Signer``
+    (most significant RDN first, like the slash form; ``+`` joins the members of a
+    multi-valued RDN). That becomes ``/DC=org/DC=qa-grid/CN=QA Signer``; ``/`` and ``+``
+    inside a value are escaped as OpenSSL 3 does (``\\/``, ``\\+``).
+    """
+    if not isinstance(text, str) or text.startswith("/") or "=" not in text:
+        return None
+    if re.search(r"/[A-Za-z][A-Za-z0-9-]*=", text):
+        return None  # a slash form without its leading '/': ambiguous, refuse
+    rdns = _split_unescaped(text, ",")
+    if rdns is None:
+        return None
+    out = []
+    for rdn in rdns:
+        members = _split_unescaped(rdn, "+")
+        if members is None:
+            return None
+        rendered = []
+        for member in members:
+            attribute, equals, raw = member.partition("=")
+            attribute = attribute.strip()
+            value = _unescape_comma_value(raw.strip())
+            if not equals or value is None or not value:
+                return None
+            if _ATTRIBUTE.fullmatch(f"{attribute}=") is None:
+                return None
+            escaped = value.replace("/", "\\/").replace("+", "\\+")
+            rendered.append(f"{attribute}={escaped}")
+        out.append("/" + "+".join(rendered))
+    slash = "".join(out)
+    return slash if dn_key(slash) is not None else None
+
+
+def slash_form(text: str) -> str | None:
+    """*text* if it is a slash-form DN, its slash form if it is OpenSSL 3's default form.
+
+    ``None`` when it is neither (empty, ``CN=x`` alone is accepted as ``/CN=x``).
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    if text.startswith("/"):
+        return text if dn_key(text) is not None else None
+    return dn_from_comma_form(text)

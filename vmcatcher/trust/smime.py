@@ -36,9 +36,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from vmcatcher.errors import RevocationError, SignatureError, first_line
+from vmcatcher.errors import NamespaceError, RevocationError, SignatureError, first_line
 from vmcatcher.trust.crl import CrlPolicy, CrlState, CrlStatus, classify
 from vmcatcher.trust.store import CaCertificate, TrustStore
 
@@ -177,6 +178,13 @@ def _chain(signer: Any, subject: str, store: TrustStore) -> list[CaCertificate]:
     while True:
         issuer = store.issuer_of(current)
         if issuer is None:
+            issuer_hash = "%08x" % current.get_issuer().as_hash()
+            unreadable = _unreadable(store, issuer_hash, (".0", ".1", ".2", ".pem"))
+            if unreadable:
+                raise SignatureError(
+                    f"'{current_subject}' was issued by '{current.get_issuer()}', whose CA "
+                    f"certificate in '{store.path}' cannot be used: {unreadable}"
+                )
             raise SignatureError(
                 f"'{current_subject}' was issued by '{current.get_issuer()}', "
                 f"which is not a trusted CA in '{store.path}'"
@@ -210,7 +218,8 @@ def _crl_verdicts(
             if ok:
                 usable.append(crl_file.crl)
             candidates.append((str(crl_file.path), crl_file.last_update, crl_file.next_update, ok))
-        verdicts.append((ca, classify(candidates, now, ca.subject)))
+        crl_name = str(Path(store.path) / f"{ca.hash}.r0")
+        verdicts.append((ca, classify(candidates, now, ca.subject, crl_name)))
     return verdicts, usable
 
 
@@ -392,7 +401,16 @@ def _verify_locked(
         _check_purpose(ca.x509, ca.subject, ca=True)
     child = subject
     for ca in chain:
-        store.policies.check(ca.subject, child)
+        try:
+            store.policies.check(ca.subject, child)
+        except NamespaceError as error:
+            unreadable = _unreadable(store, ca.hash, (".namespaces", ".signing_policy"))
+            if unreadable and "has no namespace policy" in str(error):
+                raise NamespaceError(
+                    f"certificate '{child}' cannot be checked against the namespace of CA "
+                    f"'{ca.subject}': {unreadable}"
+                ) from None
+            raise
         if ca.self_issued:
             break
         child = ca.subject
@@ -435,3 +453,16 @@ def extract_payload_unverified(data: bytes) -> bytes:
             return bytes(payload)
         finally:
             _clear_openssl_errors()
+
+
+def _unreadable(store: TrustStore, ca_hash: str, suffixes: tuple[str, ...]) -> str:
+    """The store's problems with files of ``ca_hash`` (unreadable CA or policy files).
+
+    An unreadable file is not the same failure as a missing one: name it.
+    """
+    found = [
+        problem
+        for problem in store.problems
+        if any(f"/{ca_hash}{suffix}:" in problem for suffix in suffixes)
+    ]
+    return "; ".join(dict.fromkeys(found))
