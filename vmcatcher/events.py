@@ -36,34 +36,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vmcatcher.vocabulary import EventType
+
 log = logging.getLogger("vmcatcher.events")
 
-# --- event types (exact strings emitted, docs/events.md) ------------------------
-
-ProcessPrefix = "ProcessPrefix"
-ProcessPostfix = "ProcessPostfix"
-AvailablePrefix = "AvailablePrefix"
-AvailablePostfix = "AvailablePostfix"
-ExpirePrefix = "ExpirePrefix"
-ExpirePostfix = "ExpirePostfix"
-SubscriptionImageNew = "SubscriptionImageNew"
-
-EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        ProcessPrefix,
-        ProcessPostfix,
-        AvailablePrefix,
-        AvailablePostfix,
-        ExpirePrefix,
-        ExpirePostfix,
-        SubscriptionImageNew,
-    }
-)
-
-#: The README of the original still spells the expiry event ``ExpirePosfix``;
-#: the code has emitted ``ExpirePostfix`` since 0.2.1. We emit only the latter;
-#: handlers written against the README may want to accept both.
-HISTORICAL_EXPIRE_POSTFIX = "ExpirePosfix"
+# Event types: vmcatcher.vocabulary.EventType (exact strings emitted, docs/events.md).
 
 # --- environment given to the handler (docs/events.md) -------------------------
 
@@ -157,7 +134,7 @@ def event_variables(metadata: Mapping[str, Any] | None) -> dict[str, str]:
 
 def build_event_env(
     base_env: Mapping[str, str],
-    event_type: str,
+    event_type: EventType | str,
     session_uuid: str,
     metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
@@ -172,7 +149,7 @@ def build_event_env(
     if ENV_RDBMS in env:
         env[ENV_RDBMS] = redact_database_url(env[ENV_RDBMS])
     env[ENV_SESSION_UUID] = session_uuid
-    env[ENV_EVENT_TYPE] = event_type
+    env[ENV_EVENT_TYPE] = str(event_type)
     env.update(event_variables(metadata))
     return env
 
@@ -262,12 +239,14 @@ class EventRunner:
         self.session_uuid = str(uuid.uuid1())
 
     def environment(
-        self, event_type: str, metadata: Mapping[str, Any] | None = None
+        self, event_type: EventType | str, metadata: Mapping[str, Any] | None = None
     ) -> dict[str, str]:
         """The exact environment :meth:`fire` would give the handler."""
         return build_event_env(self.base_env, event_type, self.session_uuid, metadata)
 
-    def fire(self, event_type: str, metadata: Mapping[str, Any] | None = None) -> EventResult:
+    def fire(
+        self, event_type: EventType | str, metadata: Mapping[str, Any] | None = None
+    ) -> EventResult:
         """Run the handler for one event, log the outcome (docs/events.md), never raise."""
         if self.command is None:
             return EventResult(rc=0)
@@ -374,7 +353,7 @@ class EventRunner:
             timed_out=timed_out,
         )
 
-    def _log(self, event_type: str, result: EventResult) -> None:
+    def _log(self, event_type: EventType | str, result: EventResult) -> None:
         if result.timed_out:
             log.error(
                 "Event '%s' timed out after %s seconds executing '%s'; its process group was"

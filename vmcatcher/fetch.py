@@ -37,15 +37,15 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 from vmcatcher import __version__
-from vmcatcher.errors import FetchError, InvalidURIError, UsageError
+from vmcatcher.errors import FetchError, InvalidURIError
 from vmcatcher.uri import local_path, mask_password, parse, scheme_of, split_credentials
+from vmcatcher.vocabulary import TrustAnchor
 
 if TYPE_CHECKING:
     import requests
@@ -82,31 +82,6 @@ class CombinedTrust:
 
 # False: no verification; True: the default bundle; a path: a bundle file or CA directory.
 Verify = bool | str | CombinedTrust
-
-
-class TrustAnchor(IntEnum):
-    """How the HTTPS server of an image list is authenticated (``subscription.trustAnchor``)."""
-
-    NONE = 0
-    BROWSER = 1
-    IGTF = 2
-
-    @property
-    def label(self) -> str:
-        """The name shown by ``-l``/``-i`` output: ``None``, ``Browser`` or ``IGTF``."""
-        return _LABELS[self]
-
-    @classmethod
-    def parse(cls, text: str) -> TrustAnchor:
-        """``none``/``browser``/``igtf`` (any case) -> member; anything else -> UsageError."""
-        key = text.strip().lower() if isinstance(text, str) else ""
-        for member in cls:
-            if member.label.lower() == key:
-                return member
-        raise UsageError(f"Invalid trust anchor value {text!r}: allowed 'none', 'browser', 'igtf'")
-
-
-_LABELS = {TrustAnchor.NONE: "None", TrustAnchor.BROWSER: "Browser", TrustAnchor.IGTF: "IGTF"}
 
 
 class TransportFailure(Exception):

@@ -83,8 +83,8 @@ def setup_logging(
         # The file is valid but a handler cannot be created now: an unresolvable syslog
         # host, a missing /dev/log, an unwritable log file (docs/troubleshooting.md).
         logging.basicConfig(level=level)
-        handler = _failing_handler(error)
-        which = f"handler '{handler}'" if handler else "a handler"
+        failing = _failing_handler(error)
+        which = f"handler '{failing}'" if failing else "a handler"
         raise ConfigError(
             f"Logfile configuration file '{path}': {which} cannot be created: "
             f"{_os_error_text(error)}"

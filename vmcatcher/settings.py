@@ -14,6 +14,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from vmcatcher.errors import UsageError
@@ -90,6 +91,22 @@ def database_origin(cli_value: str | None, env: Mapping[str, str] | None = None)
     if environment.get(ENV_DATABASE):
         return f"set by environment variable {ENV_DATABASE}"
     return f"the default: neither -d nor {ENV_DATABASE} is set"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Which database a command opens, and where that choice came from (for messages)."""
+
+    url: str
+    origin: str
+    echo: bool = False  # --log-sql-info
+
+    @classmethod
+    def resolve(
+        cls, cli_value: str | None, echo: bool = False, env: Mapping[str, str] | None = None
+    ) -> DatabaseSettings:
+        """``-d``/``VMCATCHER_RDBMS``/default, as every command resolves it."""
+        return cls(resolve_database(cli_value, env), database_origin(cli_value, env), echo)
 
 
 def resolve_cert_dir(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from vmcatcher import events
 from vmcatcher.events import EventRunner, build_event_env, event_variables, redact_database_url
+from vmcatcher.vocabulary import EventType
 
 FULL_ENTRY = {
     "filename": "f0e1d2c3-0000-4000-8000-000000000001",
@@ -58,19 +58,19 @@ def event_vars(env: dict[str, str]) -> dict[str, str]:
 
 
 def test_event_type_strings_are_the_emitted_ones():
-    assert events.ProcessPrefix == "ProcessPrefix"
-    assert events.ProcessPostfix == "ProcessPostfix"
-    assert events.AvailablePrefix == "AvailablePrefix"
-    assert events.AvailablePostfix == "AvailablePostfix"
-    assert events.ExpirePrefix == "ExpirePrefix"
-    assert events.ExpirePostfix == "ExpirePostfix"
-    assert events.SubscriptionImageNew == "SubscriptionImageNew"
-    assert len(events.EVENT_TYPES) == 7
+    assert EventType.PROCESS_PREFIX == "ProcessPrefix"
+    assert EventType.PROCESS_POSTFIX == "ProcessPostfix"
+    assert EventType.AVAILABLE_PREFIX == "AvailablePrefix"
+    assert EventType.AVAILABLE_POSTFIX == "AvailablePostfix"
+    assert EventType.EXPIRE_PREFIX == "ExpirePrefix"
+    assert EventType.EXPIRE_POSTFIX == "ExpirePostfix"
+    assert EventType.SUBSCRIPTION_IMAGE_NEW == "SubscriptionImageNew"
+    assert len(EventType) == 7
 
 
 def test_full_mapping_reaches_the_handler(dumper, base_env):
     runner = EventRunner(dumper.command, base_env=base_env)
-    result = runner.fire(events.AvailablePostfix, FULL_ENTRY)
+    result = runner.fire(EventType.AVAILABLE_POSTFIX, FULL_ENTRY)
     assert result.rc == 0 and not result.timed_out
     (env,) = dumper.texts()
     expected = dict(EXPECTED)
@@ -104,7 +104,7 @@ def test_empty_values_are_not_set_and_unknown_keys_ignored():
 
 def test_process_events_carry_only_type_and_session(dumper, base_env):
     runner = EventRunner(dumper.command, base_env=base_env)
-    runner.fire(events.ProcessPrefix)
+    runner.fire(EventType.PROCESS_PREFIX)
     (env,) = dumper.texts()
     assert set(event_vars(env)) == {"VMCATCHER_EVENT_TYPE", "VMCATCHER_EVENT_UUID_SESSION"}
     assert env["VMCATCHER_EVENT_TYPE"] == "ProcessPrefix"
@@ -113,7 +113,7 @@ def test_process_events_carry_only_type_and_session(dumper, base_env):
 def test_non_ascii_values_arrive_as_utf8(dumper, base_env):
     title = "Ubuntu ünïcødé 日本語 🚀"
     runner = EventRunner(dumper.command, base_env=base_env)
-    result = runner.fire(events.SubscriptionImageNew, {"dc:title": title, "sl:os": "Ελληνικά"})
+    result = runner.fire(EventType.SUBSCRIPTION_IMAGE_NEW, {"dc:title": title, "sl:os": "Ελληνικά"})
     assert result.rc == 0
     (raw,) = dumper.records()
     assert raw["VMCATCHER_EVENT_DC_TITLE"] == title.encode("utf-8")
@@ -123,7 +123,7 @@ def test_non_ascii_values_arrive_as_utf8(dumper, base_env):
 def test_hostile_values_do_not_break_the_run(dumper, base_env):
     runner = EventRunner(dumper.command, base_env=base_env)
     metadata = {"dc:title": "nul\x00inside", "dc:description": "lone \ud800 surrogate"}
-    result = runner.fire(events.SubscriptionImageNew, metadata)
+    result = runner.fire(EventType.SUBSCRIPTION_IMAGE_NEW, metadata)
     assert result.rc == 0
     (raw,) = dumper.records()
     assert raw["VMCATCHER_EVENT_DC_TITLE"] == b"nulinside"
@@ -133,16 +133,16 @@ def test_hostile_values_do_not_break_the_run(dumper, base_env):
 def test_command_string_is_not_interpolated_with_metadata(tmp_path, base_env):
     marker = tmp_path / "pwned"
     runner = EventRunner('printf %s "$VMCATCHER_EVENT_DC_TITLE"', base_env=base_env)
-    result = runner.fire(events.SubscriptionImageNew, {"dc:title": f"$(touch {marker}); `id`"})
+    result = runner.fire(EventType.SUBSCRIPTION_IMAGE_NEW, {"dc:title": f"$(touch {marker}); `id`"})
     assert result.stdout == f"$(touch {marker}); `id`"
     assert not marker.exists()
 
 
 def test_fresh_environment_per_event_no_bleed(dumper, base_env):
     runner = EventRunner(dumper.command, base_env=base_env)
-    runner.fire(events.ExpirePrefix, FULL_ENTRY)
-    runner.fire(events.ProcessPostfix)
-    runner.fire(events.SubscriptionImageNew, {"dc:title": "only title"})
+    runner.fire(EventType.EXPIRE_PREFIX, FULL_ENTRY)
+    runner.fire(EventType.PROCESS_POSTFIX)
+    runner.fire(EventType.SUBSCRIPTION_IMAGE_NEW, {"dc:title": "only title"})
     first, second, third = dumper.texts()
     assert event_vars(first)["VMCATCHER_EVENT_VO"] == "dteam"
     assert set(event_vars(second)) == {"VMCATCHER_EVENT_TYPE", "VMCATCHER_EVENT_UUID_SESSION"}
@@ -167,7 +167,7 @@ def test_process_environment_is_never_modified(dumper, base_env):
         dumper.command,
         base_env={**base_env, "VMCATCHER_CACHE_DIR_CACHE": "/srv/cache"},
     )
-    runner.fire(events.AvailablePrefix, FULL_ENTRY)
+    runner.fire(EventType.AVAILABLE_PREFIX, FULL_ENTRY)
     assert dict(os.environ) == before
     (env,) = dumper.texts()
     assert env["VMCATCHER_CACHE_DIR_CACHE"] == "/srv/cache"
@@ -177,15 +177,15 @@ def test_base_env_is_copied_at_construction(dumper, base_env):
     mutable = dict(base_env)
     runner = EventRunner(dumper.command, base_env=mutable)
     mutable["LATE"] = "added later"
-    runner.fire(events.ProcessPrefix)
+    runner.fire(EventType.PROCESS_PREFIX)
     (env,) = dumper.texts()
     assert "LATE" not in env
 
 
 def test_session_uuid_is_uuid1_stable_per_runner(dumper, base_env):
     runner = EventRunner(dumper.command, base_env=base_env)
-    runner.fire(events.ProcessPrefix)
-    runner.fire(events.ProcessPostfix)
+    runner.fire(EventType.PROCESS_PREFIX)
+    runner.fire(EventType.PROCESS_POSTFIX)
     envs = dumper.texts()
     assert {e["VMCATCHER_EVENT_UUID_SESSION"] for e in envs} == {runner.session_uuid}
     assert uuid.UUID(runner.session_uuid).version == 1
@@ -197,7 +197,7 @@ def test_database_password_is_not_exported(dumper, base_env):
         dumper.command,
         base_env={**base_env, "VMCATCHER_RDBMS": "postgresql+psycopg://vmc:s3cr3t@db.example/vmc"},
     )
-    runner.fire(events.ProcessPrefix)
+    runner.fire(EventType.PROCESS_PREFIX)
     (env,) = dumper.texts()
     assert env["VMCATCHER_RDBMS"] == "postgresql+psycopg://vmc@db.example/vmc"
     assert "s3cr3t" not in "".join(env.values())
@@ -230,7 +230,7 @@ def test_redact_database_url(url, expected):
 def test_no_command_is_a_noop(tmp_path):
     for command in (None, "", "   "):
         runner = EventRunner(command, base_env={})
-        result = runner.fire(events.ProcessPrefix, FULL_ENTRY)
+        result = runner.fire(EventType.PROCESS_PREFIX, FULL_ENTRY)
         assert result.rc == 0 and result.stdout == "" and not result.timed_out
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vmcatcher import events
 from vmcatcher.events import OUTPUT_CAP, EventRunner
+from vmcatcher.vocabulary import EventType
 
 from .conftest import process_gone
 
@@ -31,7 +31,7 @@ def messages(caplog, level: int) -> list[str]:
 def test_success_logs_debug_lines(caplog, base_env):
     caplog.set_level(logging.DEBUG, logger="vmcatcher.events")
     runner = EventRunner("echo out; echo err >&2", base_env=base_env)
-    result = runner.fire(events.ProcessPrefix)
+    result = runner.fire(EventType.PROCESS_PREFIX)
     assert (result.rc, result.stdout, result.stderr, result.timed_out) == (
         0,
         "out\n",
@@ -49,7 +49,7 @@ def test_success_logs_debug_lines(caplog, base_env):
 def test_failure_logs_exact_error_and_info_lines(caplog, base_env):
     caplog.set_level(logging.DEBUG, logger="vmcatcher.events")
     runner = EventRunner("echo partial; echo broken >&2; exit 3", base_env=base_env)
-    result = runner.fire(events.ExpirePrefix, {"dc:identifier": "u"})
+    result = runner.fire(EventType.EXPIRE_PREFIX, {"dc:identifier": "u"})
     assert result.rc == 3 and not result.timed_out
     assert messages(caplog, logging.ERROR) == [
         "Event 'ExpirePrefix' executed 'echo partial; echo broken >&2; exit 3' with exit code '3'."
@@ -60,7 +60,7 @@ def test_failure_logs_exact_error_and_info_lines(caplog, base_env):
 
 def test_handler_result_never_raises_even_for_missing_program(caplog, base_env):
     runner = EventRunner("/nonexistent/handler --flag", base_env=base_env)
-    result = runner.fire(events.AvailablePostfix)
+    result = runner.fire(EventType.AVAILABLE_POSTFIX)
     assert result.rc == 127
     [line] = messages(caplog, logging.ERROR)
     assert line.startswith(
@@ -75,7 +75,7 @@ def test_hung_handler_and_its_child_are_killed_after_timeout(tmp_path, caplog, b
     command = f"sleep 60 & echo $! > {pidfile}; sleep 60"
     runner = EventRunner(command, base_env=base_env, timeout=1.0, kill_grace=0.5)
     start = time.monotonic()
-    result = runner.fire(events.ExpirePrefix)
+    result = runner.fire(EventType.EXPIRE_PREFIX)
     elapsed = time.monotonic() - start
     assert result.timed_out and result.rc == -9
     assert 0.9 <= elapsed < 4.0
@@ -85,7 +85,9 @@ def test_hung_handler_and_its_child_are_killed_after_timeout(tmp_path, caplog, b
     assert any("timed out after 1 seconds" in line for line in errors)
     assert f"Event 'ExpirePrefix' executed '{command}' with exit code '-9'." in errors
     # the run goes on: the next event works normally
-    follow_up = EventRunner("echo next", base_env=base_env, timeout=1.0).fire(events.ExpirePostfix)
+    follow_up = EventRunner("echo next", base_env=base_env, timeout=1.0).fire(
+        EventType.EXPIRE_POSTFIX
+    )
     assert follow_up.rc == 0 and follow_up.stdout == "next\n"
 
 
@@ -94,7 +96,7 @@ def test_handler_ignoring_sigterm_gets_sigkill(tmp_path, base_env):
     command = f"trap '' TERM; sh -c 'trap \"\" TERM; sleep 60' & echo $! > {pidfile}; sleep 60"
     runner = EventRunner(command, base_env=base_env, timeout=1.0, kill_grace=0.5)
     start = time.monotonic()
-    result = runner.fire(events.ProcessPrefix)
+    result = runner.fire(EventType.PROCESS_PREFIX)
     elapsed = time.monotonic() - start
     assert result.timed_out and result.rc == -9
     assert 1.4 <= elapsed < 4.0  # TERM at 1 s ignored, KILL after the 0.5 s grace
@@ -106,7 +108,7 @@ def test_background_child_holding_stdout_does_not_hang(tmp_path, caplog, base_en
     command = f"sleep 60 & echo $! > {pidfile}; echo done"
     runner = EventRunner(command, base_env=base_env, timeout=10.0, kill_grace=0.5)
     start = time.monotonic()
-    result = runner.fire(events.AvailablePostfix)
+    result = runner.fire(EventType.AVAILABLE_POSTFIX)
     elapsed = time.monotonic() - start
     assert result.rc == 0 and not result.timed_out
     assert result.stdout == "done\n"
@@ -118,7 +120,7 @@ def test_background_child_holding_stdout_does_not_hang(tmp_path, caplog, base_en
 def test_detached_background_child_is_left_alone(tmp_path, base_env):
     pidfile = tmp_path / "child.pid"
     command = f"sleep 30 > /dev/null 2>&1 & echo $! > {pidfile}"
-    result = EventRunner(command, base_env=base_env, kill_grace=0.5).fire(events.ProcessPostfix)
+    result = EventRunner(command, base_env=base_env, kill_grace=0.5).fire(EventType.PROCESS_POSTFIX)
     child = int(pidfile.read_text())
     try:
         assert result.rc == 0
@@ -133,7 +135,7 @@ def test_child_escaping_the_group_cannot_hang_us(tmp_path, base_env):
     runner = EventRunner(command, base_env=base_env, timeout=1.0, kill_grace=0.3)
     start = time.monotonic()
     try:
-        result = runner.fire(events.ProcessPrefix)
+        result = runner.fire(EventType.PROCESS_PREFIX)
         elapsed = time.monotonic() - start
         assert result.timed_out and result.rc == -9
         assert elapsed < 4.0
@@ -149,7 +151,7 @@ def test_flooding_output_is_capped_and_does_not_block(base_env):
     command = "head -c 50000000 /dev/zero | tr '\\0' x; head -c 50000000 /dev/zero >&2; exit 5"
     runner = EventRunner(command, base_env=base_env, timeout=30.0)
     start = time.monotonic()
-    result = runner.fire(events.ProcessPrefix)
+    result = runner.fire(EventType.PROCESS_PREFIX)
     assert time.monotonic() - start < 15.0
     assert result.rc == 5 and not result.timed_out
     assert result.stdout.startswith("x" * OUTPUT_CAP)
@@ -187,7 +189,7 @@ def test_concurrent_fires_from_threads(base_env):
     with ThreadPoolExecutor(4) as pool:
         results = list(
             pool.map(
-                lambda i: runner.fire(events.AvailablePostfix, {"dc:title": f"t{i}"}), range(12)
+                lambda i: runner.fire(EventType.AVAILABLE_POSTFIX, {"dc:title": f"t{i}"}), range(12)
             )
         )
     assert [r.stdout for r in results] == [f"t{i}" for i in range(12)]
@@ -195,4 +197,6 @@ def test_concurrent_fires_from_threads(base_env):
 
 @pytest.mark.parametrize("status", [1, 2, 126, 255])
 def test_exit_codes_are_reported(base_env, status):
-    assert EventRunner(f"exit {status}", base_env=base_env).fire(events.ProcessPrefix).rc == status
+    assert (
+        EventRunner(f"exit {status}", base_env=base_env).fire(EventType.PROCESS_PREFIX).rc == status
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from tests.services.conftest import World, days
-from vmcatcher.services.update import MODE_ADD, MODE_SUBSCRIBE
+from vmcatcher.vocabulary import UpdateMode
 
 A, B = "https://lists.example.org/a.list", "https://lists.example.org/b.list"
 
@@ -52,7 +52,7 @@ def test_new_image_refused_under_the_default_mode_is_32(world: World) -> None:
     world.subscribe("list-a", A, update_mode=0)
     world.publish("list-a", A, "1", "img-1")
     assert world.update() == 32, "the first version's images are new too"
-    world.subscribe("list-b", B, update_mode=MODE_ADD | MODE_SUBSCRIBE)
+    world.subscribe("list-b", B, update_mode=UpdateMode.ADD | UpdateMode.SUBSCRIBE)
     world.publish("list-b", B, "1", "img-2")
     assert world.update() == 0  # list-a unchanged (recognised by its hash), list-b adds img-2
     assert world.images("list-b") == {"img-2"}
@@ -84,7 +84,7 @@ def test_rollback_refused_after_image_refuse_reset(world: World) -> None:
     """--image-refuse forces a re-import; an older version is still refused (17)."""
     from vmcatcher.services.subscriptions import image_refuse
 
-    world.subscribe("list-a", A, update_mode=MODE_ADD)
+    world.subscribe("list-a", A, update_mode=UpdateMode.ADD)
     world.publish("list-a", A, "3", "img-1")
     assert world.update() == 0
     with world.database.session() as session:
@@ -96,15 +96,15 @@ def test_rollback_refused_after_image_refuse_reset(world: World) -> None:
 
 def test_a_list_may_move_its_subscription_within_https(world: World) -> None:
     moved = "https://mirror.example.org/a.list"
-    world.subscribe("list-a", A, update_mode=MODE_ADD)
+    world.subscribe("list-a", A, update_mode=UpdateMode.ADD)
     world.publish("list-a", A, "1", "img-1", hv_uri=moved)
     assert world.update() == 0
     assert world.subscription("list-a").uri == moved
 
 
 def test_one_broken_subscription_never_stops_the_others(world: World) -> None:
-    world.subscribe("list-a", A, update_mode=MODE_ADD)
-    world.subscribe("list-b", B, update_mode=MODE_ADD)
+    world.subscribe("list-a", A, update_mode=UpdateMode.ADD)
+    world.subscribe("list-b", B, update_mode=UpdateMode.ADD)
     world.repository.failing.add(A)
     world.publish("list-b", B, "1", "img-2")
     assert world.update() == 10

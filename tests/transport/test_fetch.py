@@ -13,7 +13,8 @@ from tests.support.servers import GeneratedContent, TestServer, basic_auth_heade
 from tests.support.tls import TestPKI
 from vmcatcher import __version__
 from vmcatcher.errors import Code, FetchError, UsageError
-from vmcatcher.fetch import TrustAnchor, fetch_list
+from vmcatcher.fetch import fetch_list
+from vmcatcher.vocabulary import TrustAnchor
 
 BODY = b"MIME-Version: 1.0\nsigned image list bytes\n"
 FAST = (2.0, 0.5)  # connect, read timeouts for tests that provoke a timeout

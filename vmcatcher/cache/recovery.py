@@ -35,6 +35,7 @@ from vmcatcher.cache.digest import file_size_and_sha512
 from vmcatcher.cache.index import expected_bytes, same_bytes
 from vmcatcher.cache.layout import CacheLayout, Role
 from vmcatcher.names import UnsafeNameError, is_expired_name
+from vmcatcher.vocabulary import EventType
 
 log = logging.getLogger("vmcatcher.cache.recovery")
 
@@ -76,7 +77,7 @@ def _finish_installs(
                 # Killed between the cache index write and the partial index write.
                 del partial_index[uuid]
                 changed.add(Role.PARTIAL)
-                announcements.append(("AvailablePostfix", installed))
+                announcements.append((EventType.AVAILABLE_POSTFIX, installed))
             continue
         if not _file_matches(cached, entry):
             continue
@@ -86,7 +87,7 @@ def _finish_installs(
         del partial_index[uuid]
         changed.update((Role.CACHE, Role.PARTIAL))
         log.info("Recovered image '%s' installed by an interrupted run.", uuid)
-        announcements.append(("AvailablePostfix", record))
+        announcements.append((EventType.AVAILABLE_POSTFIX, record))
 
 
 def _finish_expiries(
@@ -111,7 +112,7 @@ def _finish_expiries(
             changed.add(Role.EXPIRED)
         log.info("Recovered expiry of image '%s' (moved to '%s') by an interrupted run.",
                  uuid, moved)  # fmt: skip
-        announcements.append(("ExpirePostfix", expired_index[moved]))
+        announcements.append((EventType.EXPIRE_POSTFIX, expired_index[moved]))
 
 
 def _recorded_expiry(layout: CacheLayout, uuid: str, entry: Mapping[str, Any]) -> str | None:

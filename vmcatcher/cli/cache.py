@@ -6,12 +6,11 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
-from contextlib import ExitStack
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vmcatcher.cli.common import add_database_options, add_logging_options, new_parser, run_cli
+from vmcatcher.cli.progress import TerminalProgress
 from vmcatcher.logsetup import setup_logging
+from vmcatcher.services.cache import CacheSettings, run_cache
 from vmcatcher.settings import (
     ENV_CACHE_ACTION_CHECK,
     ENV_CACHE_ACTION_DOWNLOAD,
@@ -20,18 +19,16 @@ from vmcatcher.settings import (
     ENV_CACHE_DIR_DOWNLOAD,
     ENV_CACHE_DIR_EXPIRE,
     ENV_CACHE_EVENT,
+    DatabaseSettings,
     env_flag,
     parse_number,
     resolve,
     resolve_cert_dir,
-    resolve_database,
     resolve_number,
     resolve_seconds,
     transfer_timeout,
 )
-
-if TYPE_CHECKING:
-    from vmcatcher.db.engine import Database
+from vmcatcher.vocabulary import CacheAction
 
 log = logging.getLogger("main")
 
@@ -148,24 +145,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(lambda: run(args))
 
 
-def resolve_actions(args: argparse.Namespace) -> set[str]:
+def resolve_actions(args: argparse.Namespace) -> frozenset[CacheAction]:
     """Union of the flags and VMCATCHER_CACHE_ACTION_*, with the original's defaults."""
-    from vmcatcher.services.cache import CHECK, DOWNLOAD, EXPIRE
-
     actions = set()
     if args.expire or env_flag(ENV_CACHE_ACTION_EXPIRE):
-        actions.add(EXPIRE)
+        actions.add(CacheAction.EXPIRE)
     if args.sha512 or env_flag(ENV_CACHE_ACTION_CHECK):
-        actions.add(CHECK)
+        actions.add(CacheAction.CHECK)
     if args.download or env_flag(ENV_CACHE_ACTION_DOWNLOAD):
-        actions.add(DOWNLOAD)
+        actions.add(CacheAction.DOWNLOAD)
     if not actions:
         log.info("Defaulting actions as 'expire', and 'download'.")
-        actions = {EXPIRE, DOWNLOAD}
-    elif DOWNLOAD in actions and EXPIRE not in actions:
+        actions = {CacheAction.EXPIRE, CacheAction.DOWNLOAD}
+    elif CacheAction.DOWNLOAD in actions and CacheAction.EXPIRE not in actions:
         log.info("Defaulting action 'expire', as 'download' is requested.")
-        actions.add(EXPIRE)
-    return actions
+        actions.add(CacheAction.EXPIRE)
+    return frozenset(actions)
 
 
 def resolve_directories(args: argparse.Namespace) -> tuple[str, str, str]:
@@ -210,72 +205,25 @@ def resolve_download_timeout(args: argparse.Namespace) -> tuple[float, float]:
     return transfer_timeout(read)
 
 
-def _lock_in_database(
-    database: Database, cache_dir: Path, wait: bool | float, held: ExitStack
-) -> None:
-    """On PostgreSQL also take the cache's advisory lock: runs on other hosts share the DB.
-
-    The file lock alone cannot be trusted across hosts (shared file systems
-    differ); see :mod:`vmcatcher.cache.lock` for the key. SQLite databases are
-    local files, so the file lock is enough there.
-    """
-    if database.engine.dialect.name != "postgresql":
-        return
-    from vmcatcher.db.locks import DatabaseAdvisoryLock, advisory_lock_key
-
-    lock = DatabaseAdvisoryLock(
-        database.engine,
-        advisory_lock_key(cache_dir),
-        wait,
-        name=str(cache_dir),
-        database=database.masked_url,
-    )
-    held.enter_context(lock)
-
-
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
-    actions = resolve_actions(args)
-    directories = resolve_directories(args)
-    parallel = resolve_parallel(args)
     max_count, max_age = resolve_pruning(args)
-    wait = resolve_wait(args)
     event_timeout = resolve_seconds(args.event_timeout, ENV_EVENT_TIMEOUT, 10.0, "event timeout")
-    download_timeout = resolve_download_timeout(args)
-
-    from vmcatcher.cache.layout import CacheLayout
-    from vmcatcher.cache.lock import CacheLock
-
-    layout = CacheLayout(*directories)
-    database_url = resolve_database(args.database)
-    with CacheLock(layout.cache_dir, wait=wait), ExitStack() as held:
-        from vmcatcher.cli.database import open_configured_database
-        from vmcatcher.events import EventRunner
-        from vmcatcher.fetch import image_tls_verify
-        from vmcatcher.services.cache import CacheOptions, CacheRun, base_environment
-
-        database = open_configured_database(args)
-        held.callback(database.close)
-        _lock_in_database(database, layout.cache_dir, wait, held)
-        command = resolve(args.execute, ENV_CACHE_EVENT, None)
-        events = EventRunner(
-            str(command) if command else None,
-            base_env=base_environment(layout, database_url),
-            timeout=event_timeout,
-        )
-        cert_dir = resolve_cert_dir(args.cert_dir)
-        options = CacheOptions(
-            actions=actions,
-            events=events,
-            tls_verify=image_tls_verify(cert_dir, insecure=args.insecure),
-            allow_file=args.allow_file_uri,
-            parallel=parallel,
-            timeout=download_timeout,
-            progress=True,
-            expired_max_count=max_count,
-            expired_max_age_days=max_age,
-            allow_empty_database=args.allow_empty_database,
-            retry=tuple(args.retry),
-        )
-        with database.session() as session:
-            return CacheRun(layout, session, options).run()
+    settings = CacheSettings(
+        actions=resolve_actions(args),
+        directories=resolve_directories(args),
+        parallel=resolve_parallel(args),
+        expired_max_count=max_count,
+        expired_max_age_days=max_age,
+        wait=resolve_wait(args),
+        event_timeout=event_timeout,
+        timeout=resolve_download_timeout(args),
+        database=DatabaseSettings.resolve(args.database, args.log_sql_info),
+        handler=str(resolve(args.execute, ENV_CACHE_EVENT, None) or "") or None,
+        cert_dir=resolve_cert_dir(args.cert_dir),
+        insecure=args.insecure,
+        allow_file=args.allow_file_uri,
+        allow_empty_database=args.allow_empty_database,
+        retry=tuple(args.retry),
+    )
+    return run_cache(settings, progress=TerminalProgress())

@@ -117,7 +117,7 @@ def run_cli(body: Callable[[], int]) -> int:
     except Exception as error:  # a bug or an environment failure we did not foresee
         _ensure_logging()
         if type(error).__module__.startswith("sqlalchemy"):
-            from vmcatcher.db.engine import describe_database_error
+            from vmcatcher.services.database import describe_database_error
 
             log.error("Database error: %s", describe_database_error(error))
         else:

@@ -18,7 +18,7 @@ from vmcatcher.cli.common import (
 )
 from vmcatcher.errors import UsageError
 from vmcatcher.logsetup import setup_logging
-from vmcatcher.settings import resolve_format
+from vmcatcher.settings import DatabaseSettings, resolve_format
 
 log = logging.getLogger("main")
 
@@ -103,16 +103,9 @@ def validate(args: argparse.Namespace) -> tuple[str, str, list[str]]:
         raise UsageError("More than one endorser cannot be created at a time.")
     if action == "create":
         # Before the database is opened (and perhaps created): refuse what cannot match.
-        from vmcatcher.limits import DN_LIMIT, too_long
-        from vmcatcher.services.endorsers import slash_dn
+        from vmcatcher.services.endorsers import checked_credentials
 
-        for text in (*args.endorser_uuid, *subjects, *args.issuer):
-            if too_long(text, DN_LIMIT):
-                raise UsageError(f"'{text[:40]}...' is longer than {DN_LIMIT} characters.")
-        if not args.endorser_uuid[0].strip():
-            raise UsageError("Empty endorser identifier (-e): give the endorser a name.")
-        subjects = [slash_dn(text, "subject (--dn)") for text in subjects]
-        args.issuer = [slash_dn(text, "issuer (-I)") for text in args.issuer]
+        subjects, args.issuer = checked_credentials(args.endorser_uuid[0], subjects, args.issuer)
     return action, fmt, subjects
 
 
@@ -120,12 +113,14 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
     action, fmt, subjects = validate(args)
 
-    from vmcatcher.cli.database import open_configured_database
     from vmcatcher.output.writer import Writer
     from vmcatcher.services import endorsers
+    from vmcatcher.services.database import open_configured_database
 
     database = open_configured_database(
-        args, create=action == "create", read_only=action in ("list", "links", "info")
+        DatabaseSettings.resolve(args.database, args.log_sql_info),
+        create=action == "create",
+        read_only=action in ("list", "links", "info"),
     )
     writer = Writer(fmt)
     with database.session() as session:
@@ -147,31 +142,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_list(writer, pairs) -> None:
+    from vmcatcher.output import records
+
     if writer.is_json:
-        grouped: dict[int, dict] = {}
-        for endorser, principal in pairs:
-            record = grouped.setdefault(endorser.id, {"endorser": endorser.identifier})
-            record.setdefault("princibles", []).append(
-                {"issuer": principal.hv_ca, "subject": principal.hv_dn}
-            )
-        writer.json(list(grouped.values()))
+        writer.json(records.endorser_principals_json(pairs))
         return
     writer.lines(
-        f"'{endorser.identifier}'\t'{principal.hv_dn}'\t'{principal.hv_ca}'"
-        for endorser, principal in pairs
+        records.endorser_principal_line(endorser, principal) for endorser, principal in pairs
     )
 
 
 def _print_links(writer, rows) -> None:
+    from vmcatcher.output import records
+
     if writer.is_json:
-        writer.json(
-            [
-                {"authorised": r.authorised, "endorser": r.endorser, "subscription": r.subscription}
-                for r in rows
-            ]
-        )
+        writer.json([records.endorser_link_json(row) for row in rows])
         return
-    writer.lines(f"'{r.endorser}'\t'{r.subscription}'\t'{r.authorised}'" for r in rows)
+    writer.lines(records.endorser_link_line(row) for row in rows)
 
 
 def _print_info(session, writer, identifiers: Sequence[str]) -> int:
@@ -191,21 +178,14 @@ def _print_info(session, writer, identifiers: Sequence[str]) -> int:
             if not endorser.principals:
                 log.warning("endorser '%s' has no princibles", identifier)
                 continue
-            writer.json(
-                {
-                    "Princables": [
-                        {"hv:ca": p.hv_ca, "hv:dn": p.hv_dn} for p in endorser.principals
-                    ],
-                    "Subscription": [records.subscription_json(s) for s in subscriptions],
-                }
-            )
+            writer.json(records.endorser_info_json(endorser, subscriptions))
             continue
-        writer.lines([f"endorser.dc:identifier={endorser.identifier}"])
+        writer.lines(records.endorser_identity_lines(endorser))
         if not endorser.principals:
             log.warning("endorser '%s' has no princibles", identifier)
             continue
         for principal in endorser.principals:
-            writer.lines([f"endorser.hv:dn={principal.hv_dn}", f"endorser.hv:ca={principal.hv_ca}"])
+            writer.lines(records.endorser_credential_lines(principal))
         for sub in subscriptions:
             writer.subscription_info(sub, latest_list_instance(session, sub))
     return rc

@@ -20,12 +20,12 @@ from vmcatcher.cli.common import (
 from vmcatcher.cli.trust_options import (
     add_trust_options,
     load_configured_trust_store,
-    payload_reader,
     resolve_crl_policy,
 )
 from vmcatcher.errors import Code, UsageError
 from vmcatcher.logsetup import setup_logging
-from vmcatcher.settings import resolve_format
+from vmcatcher.settings import DatabaseSettings, resolve_format
+from vmcatcher.vocabulary import Caching
 
 log = logging.getLogger("main")
 
@@ -101,10 +101,13 @@ def run(args: argparse.Namespace) -> int:
     if args.uuid and args.sha512:
         raise UsageError("Conflicting selectors.")
 
-    from vmcatcher.cli.database import open_configured_database
     from vmcatcher.services import images
+    from vmcatcher.services.database import open_configured_database
 
-    database = open_configured_database(args, read_only=action in ("list", "info"))
+    database = open_configured_database(
+        DatabaseSettings.resolve(args.database, args.log_sql_info),
+        read_only=action in ("list", "info"),
+    )
     selector, values = (
         (images.BY_SHA512, args.sha512) if args.sha512 else (images.BY_UUID, args.uuid)
     )
@@ -112,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
         if action == "list":
             _list(session, fmt)
         elif action == "add":
-            images.set_cache(session, selector, values, 1)
+            images.set_cache(session, selector, values, Caching.ON)
         elif action == "remove":
-            images.set_cache(session, selector, values, 0)
+            images.set_cache(session, selector, values, Caching.OFF)
         elif action == "delete":
             for value in images.delete(session, selector, values):
                 log.warning("Selections '%s' does not match any known images.", value)
@@ -122,23 +125,24 @@ def run(args: argparse.Namespace) -> int:
             reader = None
             if fmt == "message":
                 _, store = load_configured_trust_store(args)
+                from vmcatcher.services.trust import payload_reader
+
                 reader = payload_reader(store, resolve_crl_policy(args))
             return _info(session, fmt, selector, values, args.output, reader)
     return 0
 
 
 def _list(session, fmt: str) -> None:
+    from vmcatcher.output import records
     from vmcatcher.output.writer import Writer
     from vmcatcher.services.availability import image_states
 
     writer = Writer(fmt)
     states = image_states(session)
     if writer.is_json:
-        writer.json(
-            [{"image": s.image, "state": s.state, "subscription": s.subscription} for s in states]
-        )
+        writer.json([records.image_state_json(state) for state in states])
         return
-    writer.lines(f"{s.image}\t{s.state}\t{s.subscription}" for s in states)
+    writer.lines(records.image_state_line(state) for state in states)
 
 
 def _info(session, fmt, selector, values, outputs, reader) -> int:
@@ -164,15 +168,9 @@ def _info(session, fmt, selector, values, outputs, reader) -> int:
                 if not rows:
                     log.warning("Subscription '%s' needs an update.", sub.identifier)
                     if fmt == "lines":
-                        writer.lines(records.subscription_lines(sub))
-                        writer.lines(records.image_definition_lines(definition))
+                        writer.lines(records.image_without_list_lines(sub, definition))
                     elif fmt == "json":
-                        writer.json(
-                            {
-                                "ImageDefinition": records.image_definition_json(definition),
-                                "Subscription": records.subscription_json(sub),
-                            }
-                        )
+                        writer.json(records.image_without_list_json(sub, definition))
                     continue
                 for row in rows:
                     _print_detail(writer, row)
@@ -183,22 +181,8 @@ def _print_detail(writer, row) -> None:
     from vmcatcher.output import records
 
     if writer.format == "lines":
-        writer.lines(records.subscription_lines(row.subscription))
-        writer.lines(records.list_instance_lines(row.list_instance))
-        writer.lines(records.image_instance_lines(row.image))
-        writer.lines(records.image_definition_lines(row.definition))
-        writer.lines(records.principal_lines(row.principal))
+        writer.lines(records.image_detail_lines(row))
     elif writer.format == "json":
-        writer.json(
-            {
-                "Endorser": records.endorser_json(row.endorser),
-                "EndorserPrincible": records.principal_json(row.principal),
-                "ImageDefinition": records.image_definition_json(row.definition),
-                "ImageInstance": records.image_instance_json(row.image),
-                "ImageListInstance": records.list_instance_json(row.list_instance),
-                "Subscription": records.subscription_json(row.subscription),
-                "SubscriptionAuth": {},
-            }
-        )
+        writer.json(records.image_detail_json(row))
     else:
         writer.signed_list(row.subscription.identifier, row.list_instance)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING
 
 from vmcatcher.cli.common import (
     add_actions,
@@ -22,14 +24,38 @@ from vmcatcher.cli.common import (
 from vmcatcher.cli.trust_options import (
     add_trust_options,
     load_configured_trust_store,
-    payload_reader,
     resolve_crl_policy,
 )
-from vmcatcher.errors import Code, ConfigError, UsageError, VmcatcherError
+from vmcatcher.errors import Code, ConfigError, UsageError
 from vmcatcher.logsetup import setup_logging
+from vmcatcher.output import records
+from vmcatcher.output.writer import Writer, selection_writer
+from vmcatcher.services.database import open_configured_database
+from vmcatcher.services.queries import latest_list_instance
+from vmcatcher.services.subscribe import SubscribeOptions, subscribe_all
+from vmcatcher.services.subscriptions import (
+    BY_URI,
+    BY_UUID,
+    SubscriptionSettings,
+    all_subscriptions,
+    configure,
+    delete,
+    find,
+    image_accept,
+    image_refuse,
+    matching_ids,
+)
+from vmcatcher.services.trust import payload_reader
+from vmcatcher.services.update import UpdateContext, new_image_events, update_subscriptions
+from vmcatcher.vocabulary import TrustAnchor, UpdateMode
+
+if TYPE_CHECKING:
+    from vmcatcher.services.database import Database
+    from vmcatcher.services.trust import CrlPolicy, TrustStore
 from vmcatcher.settings import (
     ENV_FETCH_TIMEOUT,
     ENV_SUB_EVENT,
+    DatabaseSettings,
     resolve,
     resolve_format,
     resolve_seconds,
@@ -38,9 +64,7 @@ from vmcatcher.settings import (
 
 log = logging.getLogger("main")
 
-TRUST_ANCHORS = ("none", "browser", "igtf")
 DEFAULT_READ_TIMEOUT = 60.0
-NEWIMAGE_MODES = {"accept": 1, "subscribe": 3, "refuse": 0}
 
 DESCRIPTION = """\
 Subscribe to signed virtual machine image lists and keep them up to date.
@@ -167,12 +191,12 @@ def _actions(args: argparse.Namespace) -> list[str]:
     return selected
 
 
-def _newimage_mode(args: argparse.Namespace) -> int | None:
+def _newimage_mode(args: argparse.Namespace) -> UpdateMode | None:
     """Refuse wins over subscribe, subscribe over accept (the original's order)."""
     chosen = set(args.newimage or [])
     for name in ("refuse", "subscribe", "accept"):
         if name in chosen:
-            return NEWIMAGE_MODES[name]
+            return UpdateMode.from_option(name)
     return None
 
 
@@ -188,25 +212,24 @@ def _read_password_file(path: str) -> str:
     return text.rstrip("\r\n")
 
 
-def _decorators(args: argparse.Namespace) -> dict:
-    """The subscription settings given on the command line (set beats clear)."""
-    found: dict = {}
-    if args.uri_trustanchor_set is not None:
-        found["trust_anchor"] = args.uri_trustanchor_set.lower()
+def _settings(args: argparse.Namespace) -> tuple[SubscriptionSettings, str | None]:
+    """The subscription settings given on the command line (set beats clear), and the
+    trust anchor as typed (checked once the selection is known, as the original did)."""
+    username = password = None
     if args.uri_username_set is not None:
-        found["username"] = args.uri_username_set
+        username = args.uri_username_set
     elif args.uri_username_clear:
-        found["username"] = ""
+        username = ""
     if args.uri_password_set is not None:
-        found["password"] = args.uri_password_set
+        password = args.uri_password_set
     elif args.uri_password_file is not None:
-        found["password"] = _read_password_file(args.uri_password_file)
+        password = _read_password_file(args.uri_password_file)
     elif args.uri_password_clear:
-        found["password"] = ""
-    mode = _newimage_mode(args)
-    if mode is not None:
-        found["update_mode"] = mode
-    return found
+        password = ""
+    settings = SubscriptionSettings(
+        username=username, password=password, update_mode=_newimage_mode(args)
+    )
+    return settings, args.uri_trustanchor_set
 
 
 def _fetch_timeout(args: argparse.Namespace) -> tuple[float, float]:
@@ -221,59 +244,45 @@ def run(args: argparse.Namespace) -> int:
     if args.format is not None:
         check_format(args.format)
     actions = _actions(args)
-    decorators = _decorators(args)
-    if not actions and not decorators:
+    settings, anchor_text = _settings(args)
+    if not actions and not settings and anchor_text is None:
         raise UsageError("No actions selected")
     action = single_action(actions) if actions else None
     fmt = check_format(resolve_format(args.format))
     fetch_timeout = _fetch_timeout(args)
-
-    from vmcatcher.cli.database import open_configured_database
+    configuring = bool(settings) or anchor_text is not None
 
     database = open_configured_database(
-        args,
+        DatabaseSettings.resolve(args.database, args.log_sql_info),
         create=action == "subscribe",
-        read_only=action in ("list", "info", "image_list") and not decorators,
+        read_only=action in ("list", "info", "image_list") and not configuring,
     )
-    events = _event_runner(args)
+    on_new_image = new_image_events(resolve(args.execute, ENV_SUB_EVENT, None))
     needs_anchor = (
-        action in ("subscribe", "update") or fmt == "message" or ("update_mode" in decorators)
+        action in ("subscribe", "update") or fmt == "message" or settings.update_mode is not None
     )
     cert_dir, store = load_configured_trust_store(args) if needs_anchor else (None, None)
-    selector, selections = _selection(args, action, decorators)
-    if "trust_anchor" in decorators and decorators["trust_anchor"] not in TRUST_ANCHORS:
-        raise _invalid_trust_anchor(decorators["trust_anchor"])
+    selector, selections = _selection(args, action, configuring)
+    if anchor_text is not None:
+        settings = replace(settings, trust_anchor=TrustAnchor.parse(anchor_text))
     crl_policy = resolve_crl_policy(args) if store is not None else None
-
-    from vmcatcher.services.update import UpdateContext
-
     context = (
         UpdateContext(
-            store,
-            crl_policy,
-            cert_dir,
-            on_new_image=_new_image_hook(events),
-            fetch_timeout=fetch_timeout,
+            store, crl_policy, cert_dir, on_new_image=on_new_image, fetch_timeout=fetch_timeout
         )
-        if store is not None
+        if store is not None and crl_policy is not None
         else None
     )
     rc = 0
     if action == "subscribe":
-        _subscribe(database, args, decorators, context)
-        decorators = {}  # applied to the new subscriptions already
+        assert context is not None
+        _subscribe(database, args, settings, context)
+        settings = SubscriptionSettings()  # applied to the new subscriptions already
     elif action == "list":
         _list(database, fmt)
     elif action == "update":
-        from vmcatcher.services.update import update_subscriptions
-
-        selected = None
-        if args.uuid or args.uri:  # -U -u/--uri: only those (docs/commands/vmcatcher_subscribe.md)
-            from vmcatcher.services.subscriptions import matching_ids
-
-            with database.session() as session:
-                selected = matching_ids(session, selector, selections)
-        rc = update_subscriptions(database.session, context, selected=selected)
+        assert context is not None
+        rc = _update(database, context, selector, selections if args.uuid or args.uri else None)
     elif action == "delete":
         rc = _delete(database, selector, selections)
     elif action == "info":
@@ -282,100 +291,69 @@ def run(args: argparse.Namespace) -> int:
         _info(database, fmt, selector, selections, args.output, store, crl_policy, images=True)
     elif action in ("image_accept", "image_refuse"):
         _accept_refuse(database, action, args, selections)
-    _apply_decorators(database, decorators, selector, selections, context)
+    if settings:
+        update = None
+        if context is not None:
+            update = partial(update_subscriptions, database.session, context)
+        configure(database.session, selector, selections, settings, update)
     return rc
 
 
-def _selection(args, action, decorators) -> tuple[str, list[str]]:
+def _selection(
+    args: argparse.Namespace, action: str | None, configuring: bool
+) -> tuple[str, list[str]]:
     needs_selection = action in ("delete", "info", "image_accept", "image_list", "image_refuse")
     if needs_selection and not (args.uuid or args.uri):
         raise UsageError("No subscription selections made.")
-    if action != "subscribe" and decorators and not (args.uuid or args.uri):
+    if action != "subscribe" and configuring and not (args.uuid or args.uri):
         raise UsageError("No subscription selections made.")
     if args.uuid and args.uri:
         raise UsageError("Conflicting selectors.")
-    from vmcatcher.services.subscriptions import BY_URI, BY_UUID
-
     return (BY_URI, list(args.uri)) if args.uri else (BY_UUID, list(args.uuid))
 
 
-def _event_runner(args):
-    command = resolve(args.execute, ENV_SUB_EVENT, None)
-    if not command:
-        return None
-    from vmcatcher.events import EventRunner
-
-    return EventRunner(str(command), base_env=dict(os.environ))
-
-
-def _new_image_hook(events):
-    if events is None:
-        return None
-    return lambda metadata: events.fire("SubscriptionImageNew", metadata)
-
-
-def _invalid_trust_anchor(value: str) -> UsageError:
-    """One line with the allowed values (they used to be an INFO line cron mail never showed)."""
-    return UsageError(
-        f"Invalid trust anchor value '{value}': allowed trust anchors 'none', 'browser', 'igtf'"
-    )
-
-
-def _subscribe(database, args, decorators, context) -> None:
-    from vmcatcher.fetch import TrustAnchor
-    from vmcatcher.services.subscribe import SubscribeOptions, subscribe
-
-    if "trust_anchor" in decorators and decorators["trust_anchor"] not in TRUST_ANCHORS:
-        raise _invalid_trust_anchor(decorators["trust_anchor"])
+def _subscribe(
+    database: Database,
+    args: argparse.Namespace,
+    settings: SubscriptionSettings,
+    context: UpdateContext,
+) -> None:
     options = SubscribeOptions(
         store=context.store,
         crl_policy=context.crl_policy,
         ca_dir=context.ca_dir,
         auto_endorse=args.auto_endorse,
-        username=decorators.get("username"),
-        password=decorators.get("password"),
-        trust_anchor=(
-            TrustAnchor.parse(decorators["trust_anchor"]) if "trust_anchor" in decorators else None
-        ),
-        update_mode=decorators.get("update_mode"),
+        username=settings.username,
+        password=settings.password,
+        trust_anchor=settings.trust_anchor,
+        update_mode=settings.update_mode,
         fetch_timeout=context.fetch_timeout,
     )
-    from vmcatcher.uri import mask_password
+    subscribe_all(database.session, args.subscribe, options)
 
-    for url in args.subscribe:
+
+def _update(
+    database: Database, context: UpdateContext, selector: str, selections: list[str] | None
+) -> int:
+    """``-U``, or ``-U -u/--uri``: only those (docs/commands/vmcatcher_subscribe.md)."""
+    selected = None
+    if selections is not None:
         with database.session() as session:
-            try:
-                subscribe(session, url, options)
-            except VmcatcherError as error:
-                log.error("%s", error)
-                raise VmcatcherError(f"Failed to subscribe to '{mask_password(url)}'") from None
+            selected = matching_ids(session, selector, selections)
+    return update_subscriptions(database.session, context, selected=selected)
 
 
-def _list(database, fmt: str) -> None:
-    from vmcatcher.output.records import trust_anchor_name
-    from vmcatcher.output.writer import Writer
-    from vmcatcher.services.subscriptions import all_subscriptions
-
+def _list(database: Database, fmt: str) -> None:
     writer = Writer(fmt)
     with database.session() as session:
         subs = all_subscriptions(session)
         if writer.is_json:
-            writer.json(
-                [
-                    {"authorised": bool(s.authorised), "identifier": s.identifier, "uri": s.uri}
-                    for s in subs
-                ]
-            )
+            writer.json([records.subscription_list_json(sub) for sub in subs])
             return
-        writer.lines(
-            f"{s.identifier}\t{bool(s.authorised)}\t{trust_anchor_name(s.trust_anchor)}\t{s.uri}"
-            for s in subs
-        )
+        writer.lines(records.subscription_list_line(sub) for sub in subs)
 
 
-def _delete(database, selector: str, selections: list[str]) -> int:
-    from vmcatcher.services.subscriptions import delete
-
+def _delete(database: Database, selector: str, selections: list[str]) -> int:
     with database.session() as session:
         unmatched = delete(session, selector, selections)
     for value in unmatched:
@@ -383,12 +361,16 @@ def _delete(database, selector: str, selections: list[str]) -> int:
     return int(Code.FAILURE) if unmatched else 0
 
 
-def _info(database, fmt, selector, selections, outputs, store, crl_policy, images=False) -> None:
-    from vmcatcher.output import records
-    from vmcatcher.output.writer import selection_writer
-    from vmcatcher.services.queries import latest_list_instance
-    from vmcatcher.services.subscriptions import find
-
+def _info(
+    database: Database,
+    fmt: str,
+    selector: str,
+    selections: list[str],
+    outputs: list[str],
+    store: TrustStore | None,
+    crl_policy: CrlPolicy | None,
+    images: bool = False,
+) -> None:
     reader = payload_reader(store, crl_policy)
     with database.session() as session, ExitStack() as files:
         for position, value in enumerate(selections):
@@ -400,57 +382,17 @@ def _info(database, fmt, selector, selections, outputs, store, crl_policy, image
             instance = latest_list_instance(session, sub)
             if not images:
                 writer.subscription_info(sub, instance)
-                continue
-            if writer.is_json:
-                record = {"Subscription": records.subscription_json(sub)}
-                if instance is not None:
-                    record["ImageListInstance"] = records.list_instance_json(instance)
-                record["ImageDefinition"] = [
-                    records.image_definition_json(d) for d in sub.image_definitions
-                ]
-                writer.json(record)
-                continue
-            writer.lines(records.subscription_lines(sub))
-            if instance is not None:
-                writer.lines(records.list_instance_lines(instance))
-            for definition in sub.image_definitions:
-                writer.lines(records.image_definition_lines(definition))
+            elif writer.is_json:
+                writer.json(records.subscription_images_json(sub, instance))
+            else:
+                writer.lines(records.subscription_images_lines(sub, instance))
 
 
-def _accept_refuse(database, action, args, selections) -> None:
-    from vmcatcher.services.subscriptions import image_accept, image_refuse
-
+def _accept_refuse(
+    database: Database, action: str, args: argparse.Namespace, selections: list[str]
+) -> None:
     with database.session() as session:
         if action == "image_accept":
             image_accept(session, args.image_accept, selections)
         else:
             image_refuse(session, args.image_refuse, selections)
-
-
-def _apply_decorators(database, decorators, selector, selections, context) -> None:
-    if not decorators:
-        return
-    from vmcatcher.fetch import TrustAnchor
-    from vmcatcher.services import subscriptions
-
-    with database.session() as session:
-        if "trust_anchor" in decorators:
-            anchor = TrustAnchor.parse(decorators["trust_anchor"])
-            subscriptions.set_trust_anchor(session, selector, selections, anchor)
-        if "username" in decorators:
-            subscriptions.set_credential(
-                session, selector, selections, "username", decorators["username"]
-            )
-        if "password" in decorators:
-            subscriptions.set_credential(
-                session, selector, selections, "password", decorators["password"]
-            )
-        matched = []
-        if "update_mode" in decorators:
-            matched = subscriptions.set_update_mode(
-                session, selector, selections, decorators["update_mode"]
-            )
-    if matched and context is not None:
-        from vmcatcher.services.update import update_subscriptions
-
-        update_subscriptions(database.session, context, selected=matched)

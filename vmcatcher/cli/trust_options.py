@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
+from typing import TYPE_CHECKING
 
-from vmcatcher.errors import ConfigError
 from vmcatcher.settings import ENV_CRL_POLICY, resolve, resolve_cert_dir
+
+if TYPE_CHECKING:
+    from vmcatcher.services.trust import CrlPolicy, TrustStore
 
 
 def add_trust_options(parser: argparse.ArgumentParser) -> None:
@@ -25,30 +27,15 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_crl_policy(args: argparse.Namespace):  # -> vmcatcher.trust.CrlPolicy
-    from vmcatcher.trust import CrlPolicy
+def resolve_crl_policy(args: argparse.Namespace) -> CrlPolicy:
+    from vmcatcher.services.trust import parse_crl_policy
 
-    return CrlPolicy.parse(str(resolve(args.crl_policy, ENV_CRL_POLICY, "strict")))
+    return parse_crl_policy(str(resolve(args.crl_policy, ENV_CRL_POLICY, "strict")))
 
 
-def load_configured_trust_store(args: argparse.Namespace):  # -> vmcatcher.trust.TrustStore
-    """Resolve ``-c``/env/default and load the CA directory, with the original's message."""
-    from vmcatcher.errors import TrustStoreError
-    from vmcatcher.trust import load_trust_store
+def load_configured_trust_store(args: argparse.Namespace) -> tuple[str, TrustStore]:
+    """Resolve ``-c``/env/default and load the CA directory."""
+    from vmcatcher.services.trust import load_trust_store
 
     cert_dir = resolve_cert_dir(args.cert_dir)
-    if not os.path.isdir(cert_dir):
-        raise ConfigError(f"Invalid x509 trust store directory: {cert_dir}.")
-    try:
-        return cert_dir, load_trust_store(cert_dir)
-    except TrustStoreError as error:
-        raise ConfigError(f"Invalid x509 trust store directory: {cert_dir}. ({error})") from None
-
-
-def payload_reader(store, crl_policy):  # -> vmcatcher.output.writer.PayloadReader | None
-    """What the ``message`` format uses to show a stored list: its re-verified payload."""
-    if store is None:
-        return None
-    from vmcatcher.services.verification import verified_payload
-
-    return lambda data: verified_payload(data, store, crl_policy)
+    return cert_dir, load_trust_store(cert_dir)

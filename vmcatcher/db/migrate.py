@@ -181,6 +181,7 @@ def _migrate(database: Database) -> None:
                     )
             else:
                 current = "v0_6"
+        assert current is not None  # stamped, or recognised from the original's columns
 
         backup = _backup_sqlite(database)
         log.warning(

@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from vmcatcher.timeutil import format_time, utcnow
+from vmcatcher.vocabulary import TrustAnchor
 
 PASSWORD_MASK = "********"
-TRUST_ANCHOR_NAMES = {0: "None", 1: "Browser", 2: "IGTF"}
 
 
 def json_text(value: Any) -> str:
@@ -25,11 +25,6 @@ def json_text(value: Any) -> str:
     character of a list's text as a ``\\u`` escape: nothing raw reaches a terminal.
     """
     return json.dumps(value, sort_keys=True, indent=4)
-
-
-def trust_anchor_name(value: int | None) -> str:
-    """Display name of a stored trust anchor; unknown values are shown, not crashed on."""
-    return TRUST_ANCHOR_NAMES.get(value or 0, f"Unknown({value})")
 
 
 def _time_or_false(value: datetime | None) -> str:
@@ -54,7 +49,7 @@ def subscription_lines(sub: Any) -> list[str]:
         f"subscription.dc:description={sub.description}",
         f"subscription.sl:authorised={bool(sub.authorised)}",
         f"subscription.hv:uri={sub.uri}",
-        f"subscription.hv:uri.trustAnchor={trust_anchor_name(sub.trust_anchor)}",
+        f"subscription.hv:uri.trustAnchor={TrustAnchor.label_of(sub.trust_anchor)}",
     ]
     if sub.username:
         lines.append(f"subscription.hv:uri.username={sub.username}")
@@ -111,7 +106,7 @@ def subscription_json(sub: Any) -> dict[str, Any]:
         "updateMode": sub.update_mode,
         "updated": format_time(sub.updated) if sub.updated is not None else False,
         "uri": sub.uri,
-        "uri.trustAnchor": trust_anchor_name(sub.trust_anchor),
+        "uri.trustAnchor": TrustAnchor.label_of(sub.trust_anchor),
     }
     if sub.username:
         record["uri.username"] = sub.username
@@ -154,3 +149,125 @@ def endorser_json(endorser: Any) -> dict[str, Any]:
 
 def principal_json(principal: Any) -> dict[str, Any]:
     return {"issuer": principal.hv_ca, "subject": principal.hv_dn}
+
+
+# --- views assembled from several records -------------------------------------
+
+
+def subscription_list_line(sub: Any) -> str:
+    """One line of ``vmcatcher_subscribe -l``: identifier, authorised, trust anchor, URI."""
+    anchor = TrustAnchor.label_of(sub.trust_anchor)
+    return f"{sub.identifier}\t{bool(sub.authorised)}\t{anchor}\t{sub.uri}"
+
+
+def subscription_list_json(sub: Any) -> dict[str, Any]:
+    """One entry of ``vmcatcher_subscribe -l -f json``."""
+    return {"authorised": bool(sub.authorised), "identifier": sub.identifier, "uri": sub.uri}
+
+
+def subscription_images_lines(sub: Any, instance: Any | None) -> list[str]:
+    """``vmcatcher_subscribe --image-list``: the subscription, its list, its images."""
+    lines = subscription_lines(sub)
+    if instance is not None:
+        lines += list_instance_lines(instance)
+    for definition in sub.image_definitions:
+        lines += image_definition_lines(definition)
+    return lines
+
+
+def subscription_images_json(sub: Any, instance: Any | None) -> dict[str, Any]:
+    """``vmcatcher_subscribe --image-list -f json``."""
+    record: dict[str, Any] = {"Subscription": subscription_json(sub)}
+    if instance is not None:
+        record["ImageListInstance"] = list_instance_json(instance)
+    record["ImageDefinition"] = [image_definition_json(d) for d in sub.image_definitions]
+    return record
+
+
+def image_state_line(state: Any) -> str:
+    """One line of ``vmcatcher_image -l``: image, state bitmap, subscription."""
+    return f"{state.image}\t{state.state}\t{state.subscription}"
+
+
+def image_state_json(state: Any) -> dict[str, Any]:
+    return {"image": state.image, "state": state.state, "subscription": state.subscription}
+
+
+def image_detail_lines(row: Any) -> list[str]:
+    """``vmcatcher_image -i``: one image in its subscription's latest list, with the signer."""
+    return [
+        *subscription_lines(row.subscription),
+        *list_instance_lines(row.list_instance),
+        *image_instance_lines(row.image),
+        *image_definition_lines(row.definition),
+        *principal_lines(row.principal),
+    ]
+
+
+def image_detail_json(row: Any) -> dict[str, Any]:
+    return {
+        "Endorser": endorser_json(row.endorser),
+        "EndorserPrincible": principal_json(row.principal),
+        "ImageDefinition": image_definition_json(row.definition),
+        "ImageInstance": image_instance_json(row.image),
+        "ImageListInstance": list_instance_json(row.list_instance),
+        "Subscription": subscription_json(row.subscription),
+        "SubscriptionAuth": {},
+    }
+
+
+def image_without_list_lines(sub: Any, definition: Any) -> list[str]:
+    """``vmcatcher_image -i`` for an image whose subscription needs an update."""
+    return [*subscription_lines(sub), *image_definition_lines(definition)]
+
+
+def image_without_list_json(sub: Any, definition: Any) -> dict[str, Any]:
+    return {
+        "ImageDefinition": image_definition_json(definition),
+        "Subscription": subscription_json(sub),
+    }
+
+
+def endorser_principal_line(endorser: Any, principal: Any) -> str:
+    """One line of ``vmcatcher_endorser -l``."""
+    return f"'{endorser.identifier}'\t'{principal.hv_dn}'\t'{principal.hv_ca}'"
+
+
+def endorser_principals_json(pairs: Any) -> list[dict[str, Any]]:
+    """``vmcatcher_endorser -l -f json``: one record per endorser with its principals."""
+    grouped: dict[int, dict[str, Any]] = {}
+    for endorser, principal in pairs:
+        record = grouped.setdefault(endorser.id, {"endorser": endorser.identifier})
+        record.setdefault("princibles", []).append(
+            {"issuer": principal.hv_ca, "subject": principal.hv_dn}
+        )
+    return list(grouped.values())
+
+
+def endorser_link_line(link: Any) -> str:
+    """One line of ``vmcatcher_endorser --links``."""
+    return f"'{link.endorser}'\t'{link.subscription}'\t'{link.authorised}'"
+
+
+def endorser_link_json(link: Any) -> dict[str, Any]:
+    return {
+        "authorised": link.authorised,
+        "endorser": link.endorser,
+        "subscription": link.subscription,
+    }
+
+
+def endorser_info_json(endorser: Any, subscriptions: Any) -> dict[str, Any]:
+    """``vmcatcher_endorser -i -f json``."""
+    return {
+        "Princables": [{"hv:ca": p.hv_ca, "hv:dn": p.hv_dn} for p in endorser.principals],
+        "Subscription": [subscription_json(s) for s in subscriptions],
+    }
+
+
+def endorser_identity_lines(endorser: Any) -> list[str]:
+    return [f"endorser.dc:identifier={endorser.identifier}"]
+
+
+def endorser_credential_lines(principal: Any) -> list[str]:
+    return [f"endorser.hv:dn={principal.hv_dn}", f"endorser.hv:ca={principal.hv_ca}"]

@@ -21,10 +21,7 @@ from sqlalchemy.orm import Session
 
 from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstance, Subscription
 from vmcatcher.timeutil import utcnow
-
-NOT_SUBSCRIBED = 0
-SUBSCRIBED = 1
-AVAILABLE = 2
+from vmcatcher.vocabulary import ImageState
 
 
 def available_query(now: datetime | None = None) -> Select:
@@ -50,13 +47,18 @@ def available_query(now: datetime | None = None) -> Select:
 
 
 @dataclass(frozen=True)
-class ImageState:
+class ImageStateRow:
     image: str
     state: int
     subscription: str
 
 
-def image_states(session: Session, now: datetime | None = None) -> list[ImageState]:
+def _state(cache: int, available: bool) -> ImageState:
+    state = ImageState.SUBSCRIBED if cache else ImageState.KNOWN
+    return state | ImageState.AVAILABLE if available else state
+
+
+def image_states(session: Session, now: datetime | None = None) -> list[ImageStateRow]:
     """Every image definition with its state bitmap, in definition order."""
     available = {
         definition_id
@@ -71,6 +73,6 @@ def image_states(session: Session, now: datetime | None = None) -> list[ImageSta
         .order_by(ImageDefinition.id)
     )  # fmt: skip
     return [
-        ImageState(image, (1 if cache else 0) + (AVAILABLE if def_id in available else 0), sub)
+        ImageStateRow(image, int(_state(cache, def_id in available)), sub)
         for def_id, image, cache, sub in rows
     ]

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from vmcatcher.cache.digest import file_size_and_sha512
@@ -38,18 +39,19 @@ from vmcatcher.cache.download import DownloadResult, download_image, install_fil
 from vmcatcher.cache.index import expected_bytes, same_bytes
 from vmcatcher.cache.layout import CacheLayout, Role
 from vmcatcher.cache.recovery import recover_interrupted_moves
+from vmcatcher.db.engine import Database
 from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstance, Subscription
 from vmcatcher.errors import CacheError, CacheFileMissingError, DatabaseError, VmcatcherError
 from vmcatcher.events import EventRunner
+from vmcatcher.fetch import Verify
 from vmcatcher.names import UnsafeNameError
 from vmcatcher.services.availability import available_query
+from vmcatcher.settings import DatabaseSettings
 from vmcatcher.timeutil import utcnow
+from vmcatcher.vocabulary import CacheAction, Caching, EventType
 
 log = logging.getLogger("vmcatcher.cache")
 
-EXPIRE = "expire"
-CHECK = "sha512"
-DOWNLOAD = "download"
 MAX_DOWNLOAD_TRIES = 5
 # A download may take at most this long plus its size at this rate: a server that drips
 # bytes just faster than the read timeout cannot hold the run (and its lock) for ever,
@@ -70,15 +72,125 @@ _INSTANCE_FIELDS = {
 }
 
 
-@dataclass
-class CacheOptions:
-    actions: set[str]
-    events: EventRunner
-    tls_verify: bool | str = True
+class ProgressDisplay(Protocol):
+    """Shows downloads as they go; the command passes one in (a terminal: bars)."""
+
+    def open(self, name: str, total: int) -> Callable[[int, int], None] | None:
+        """Start showing ``name``; return the callback fed (bytes so far, total)."""
+
+    def done(self, name: str) -> None:
+        """``name`` has finished (or failed)."""
+
+    def close(self) -> None:
+        """The run's downloads are over."""
+
+
+class NoProgress:
+    """No display: under cron the log lines say enough."""
+
+    def open(self, name: str, total: int) -> Callable[[int, int], None] | None:
+        return None
+
+    def done(self, name: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Everything one ``vmcatcher_cache`` run is configured with, as resolved by the command."""
+
+    directories: tuple[str, str, str]  # cache, partial, expired
+    database: DatabaseSettings
+    actions: frozenset[CacheAction]
+    cert_dir: str
+    handler: str | None = None  # -x / VMCATCHER_CACHE_EVENT
+    event_timeout: float = 10.0
+    insecure: bool = False
     allow_file: bool = False
     parallel: int = 2
     timeout: tuple[float, float] = (10.0, 60.0)
-    progress: bool = False
+    wait: bool | float = False
+    expired_max_count: int | None = None
+    expired_max_age_days: float | None = None
+    allow_empty_database: bool = False
+    retry: tuple[str, ...] = ()
+
+
+def run_cache(settings: CacheSettings, progress: ProgressDisplay | None = None) -> int:
+    """One ``vmcatcher_cache`` run: lock the cache, open the database, run, fire events.
+
+    Returns the exit code (0, or 1 when expiry failed). The cache lock is taken
+    before the database is opened, and on PostgreSQL an advisory lock as well, so
+    runs on other hosts sharing the cache wait too (docs/database.md).
+    """
+    from vmcatcher.cache.lock import CacheLock
+    from vmcatcher.fetch import image_tls_verify
+    from vmcatcher.services.database import open_configured_database
+
+    layout = CacheLayout(*settings.directories)
+    with CacheLock(layout.cache_dir, wait=settings.wait), ExitStack() as held:
+        database = open_configured_database(settings.database)
+        held.callback(database.close)
+        _lock_shared_cache(database, layout.cache_dir, settings.wait, held)
+        events = EventRunner(
+            settings.handler,
+            base_env=base_environment(layout, settings.database.url),
+            timeout=settings.event_timeout,
+        )
+        options = CacheOptions(
+            actions=set(settings.actions),
+            events=events,
+            tls_verify=image_tls_verify(settings.cert_dir, insecure=settings.insecure),
+            allow_file=settings.allow_file,
+            parallel=settings.parallel,
+            timeout=settings.timeout,
+            progress=progress or NoProgress(),
+            expired_max_count=settings.expired_max_count,
+            expired_max_age_days=settings.expired_max_age_days,
+            allow_empty_database=settings.allow_empty_database,
+            retry=settings.retry,
+        )
+        with database.session() as session:
+            return CacheRun(layout, session, options).run()
+
+
+def _lock_shared_cache(
+    database: Database, cache_dir: Path, wait: bool | float, held: ExitStack
+) -> None:
+    """On PostgreSQL also take the cache's advisory lock: runs on other hosts share the DB.
+
+    The file lock alone cannot be trusted across hosts (shared file systems
+    differ); see :mod:`vmcatcher.db.locks` for the key. SQLite databases are
+    local files, so the file lock is enough there.
+    """
+    if database.engine.dialect.name != "postgresql":
+        return
+    from vmcatcher.db.locks import DatabaseAdvisoryLock, advisory_lock_key
+
+    lock = DatabaseAdvisoryLock(
+        database.engine,
+        advisory_lock_key(cache_dir),
+        wait,
+        name=str(cache_dir),
+        database=database.masked_url,
+    )
+    held.enter_context(lock)
+
+
+@dataclass
+class CacheOptions:
+    """What a :class:`CacheRun` works with: the settings turned into live objects."""
+
+    actions: set[CacheAction]
+    events: EventRunner
+    tls_verify: Verify = True
+    allow_file: bool = False
+    parallel: int = 2
+    timeout: tuple[float, float] = (10.0, 60.0)
+    progress: ProgressDisplay = field(default_factory=NoProgress)
     expired_max_count: int | None = None
     expired_max_age_days: float | None = None
     allow_empty_database: bool = False
@@ -113,19 +225,19 @@ class CacheRun:
             self.layout.sweep(role)
         self.layout.load_indexes()
         self._drop_unusable_entries()
-        if EXPIRE in self.options.actions:
+        if CacheAction.EXPIRE in self.options.actions:
             self._refuse_empty_database()
         events = self.options.events
-        events.fire("ProcessPrefix")
+        events.fire(EventType.PROCESS_PREFIX)
         for event_type, metadata in recovered:
             events.fire(event_type, metadata)
         rc = 0
-        if EXPIRE in self.options.actions and not self.expire():
+        if CacheAction.EXPIRE in self.options.actions and not self.expire():
             log.error("Failed to expire old images")
             rc = 1
-        if CHECK in self.options.actions:
+        if CacheAction.CHECK in self.options.actions:
             self.check()
-        if DOWNLOAD in self.options.actions:
+        if CacheAction.DOWNLOAD in self.options.actions:
             self.download()
         if self.options.expired_max_count is not None or (
             self.options.expired_max_age_days is not None
@@ -135,7 +247,7 @@ class CacheRun:
                 max_age_days=self.options.expired_max_age_days,
             )
         self.layout.save()  # after pruning, so expired/cache.index matches the files
-        events.fire("ProcessPostfix")
+        events.fire(EventType.PROCESS_POSTFIX)
         return rc
 
     # --- what should be cached ------------------------------------------------------
@@ -151,7 +263,7 @@ class CacheRun:
         return self._wanted
 
     def _query_wanted(self) -> dict[str, _Wanted]:
-        query = available_query(self.now).where(ImageDefinition.cache == 1)
+        query = available_query(self.now).where(ImageDefinition.cache == Caching.ON)
         decoded: dict[int, tuple[dict, dict[str, dict]]] = {}
         found: dict[str, _Wanted] = {}
         for sub, definition, instance, image in self.session.execute(query):
@@ -206,7 +318,9 @@ class CacheRun:
             return
         if self.session.execute(select(Subscription.id).limit(1)).first() is not None:
             return
-        url = self.session.get_bind().url.render_as_string(hide_password=True)
+        bind = self.session.get_bind()
+        engine = bind if isinstance(bind, Engine) else bind.engine
+        url = engine.url.render_as_string(hide_password=True)
         raise DatabaseError(
             f"Database '{url}' holds no subscription while the cache index lists {cached} "
             "image(s): not expiring them (wrong database? --allow-empty-database expires them)"
@@ -234,7 +348,7 @@ class CacheRun:
         entry = self.layout.cache_index.get(uuid)
         if entry is None:
             return True
-        self.options.events.fire("ExpirePrefix", entry)
+        self.options.events.fire(EventType.EXPIRE_PREFIX, entry)
         ok = True
         try:
             self.layout.move_to_expired(uuid)
@@ -246,7 +360,7 @@ class CacheRun:
             log.error("Failed to move file %s to expired directory: %s", uuid, error)
             ok = False
         self.layout.save(Role.EXPIRED, Role.CACHE)  # gaining index first: see cache.recovery
-        self.options.events.fire("ExpirePostfix", entry)
+        self.options.events.fire(EventType.EXPIRE_POSTFIX, entry)
         return ok
 
     # --- sha512 check ---------------------------------------------------------------------
@@ -314,7 +428,7 @@ class CacheRun:
         if not todo:
             return
         workers = max(1, min(self.options.parallel, len(todo)))
-        bars = _ProgressBars(self.options.progress)
+        bars = self.options.progress
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
         futures: dict[Future[DownloadResult], _Wanted] = {}
         finished: set[str] = set()
@@ -377,7 +491,7 @@ class CacheRun:
         partial_index[target.uuid] = entry
         return True
 
-    def _fetch(self, target: _Wanted, bars: _ProgressBars) -> DownloadResult:
+    def _fetch(self, target: _Wanted, bars: ProgressDisplay) -> DownloadResult:
         entry = target.entry
         log.info("Downloading '%s'.", target.uuid)
         progress = bars.open(target.uuid, int(entry["size"]))
@@ -415,7 +529,7 @@ class CacheRun:
         announced = dict(partial_index.get(uuid, {}))
         announced.update(target.entry)
         announced["filename"] = uuid
-        self.options.events.fire("AvailablePrefix", announced)
+        self.options.events.fire(EventType.AVAILABLE_PREFIX, announced)
         try:
             install_file(result.path, self.layout.path(Role.CACHE, uuid))
         except (VmcatcherError, OSError) as error:
@@ -429,7 +543,7 @@ class CacheRun:
         partial_index.pop(uuid, None)
         self.layout.save(Role.CACHE, Role.PARTIAL)  # gaining index first: see cache.recovery
         log.info("moved file %s", uuid)
-        self.options.events.fire("AvailablePostfix", entry)
+        self.options.events.fire(EventType.AVAILABLE_POSTFIX, entry)
 
 
 def download_time_limit(size: int) -> float:
@@ -483,40 +597,6 @@ def index_entry(
     for key, value in images.get(definition.identifier, {}).items():
         entry[f"hv:image.{key}"] = value
     return entry
-
-
-class _ProgressBars:
-    """tqdm bars on a terminal; nothing under cron (the log lines say enough)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self._bars: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def open(self, name: str, total: int) -> Callable[[int, int], None] | None:
-        if not self.enabled:
-            return None
-        from tqdm import tqdm
-
-        with self._lock:
-            bar = tqdm(total=total, desc=name[:36], unit="B", unit_scale=True,
-                       unit_divisor=1024, leave=False, position=len(self._bars))  # fmt: skip
-            self._bars[name] = bar
-
-        def update(done: int, _total: int) -> None:
-            bar.update(done - bar.n)
-
-        return update
-
-    def done(self, name: str) -> None:
-        with self._lock:
-            bar = self._bars.pop(name, None)
-        if bar is not None:
-            bar.close()
-
-    def close(self) -> None:
-        for name in list(self._bars):
-            self.done(name)
 
 
 def cache_dir_environment(layout: CacheLayout, database_url: str) -> dict[str, str]:

@@ -83,10 +83,10 @@ def create_endorser(
         ).first()
         if taken is not None:
             session.rollback()
+            holder = taken.endorser.identifier if taken.endorser is not None else "(none)"
             raise EndorserCreateError(
                 f"Database integrity error while adding '{subject}' credentials to  "
-                f"'{identifier}'. (the subject is already held by endorser "
-                f"'{taken.endorser.identifier}')"
+                f"'{identifier}'. (the subject is already held by endorser '{holder}')"
             )
         endorser.principals.append(EndorserPrincipal(hv_dn=subject, hv_ca=issuer))
         session.flush()
@@ -183,6 +183,25 @@ def linked_subscriptions(session: Session, endorser: Endorser) -> list[Subscript
             .where(SubscriptionAuth.endorser_id == endorser.id)
             .order_by(SubscriptionAuth.id)
         )
+    )
+
+
+def checked_credentials(
+    identifier: str, subjects: Sequence[str], issuers: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """A new endorser's subject and issuer DNs in the slash form, or a UsageError.
+
+    Run before the database is opened (and perhaps created): what could never
+    match a signature, or not fit its column, is refused first.
+    """
+    for text in (identifier, *subjects, *issuers):
+        if too_long(text, DN_LIMIT):
+            raise UsageError(f"'{text[:40]}...' is longer than {DN_LIMIT} characters.")
+    if not identifier.strip():
+        raise UsageError("Empty endorser identifier (-e): give the endorser a name.")
+    return (
+        [slash_dn(text, "subject (--dn)") for text in subjects],
+        [slash_dn(text, "issuer (-I)") for text in issuers],
     )
 
 

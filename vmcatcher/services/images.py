@@ -48,7 +48,7 @@ def set_cache(session: Session, selector: str, values: Sequence[str], cache: int
     matched = 0
     for value in values:
         for definition in find(session, selector, value):
-            definition.cache = cache
+            definition.cache = int(cache)
             matched += 1
     session.commit()
     return matched

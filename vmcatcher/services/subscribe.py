@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from vmcatcher.db.models import (
@@ -33,13 +35,14 @@ from vmcatcher.db.models import (
     Subscription,
     SubscriptionAuth,
 )
-from vmcatcher.errors import EndorserMismatchError, UsageError
-from vmcatcher.fetch import DEFAULT_TIMEOUT, TrustAnchor
-from vmcatcher.services.update import MODE_SUBSCRIBE, force_reimport
+from vmcatcher.errors import EndorserMismatchError, UsageError, VmcatcherError
+from vmcatcher.fetch import DEFAULT_TIMEOUT
+from vmcatcher.services.update import force_reimport
 from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import utcnow
 from vmcatcher.trust import CrlPolicy, TrustStore, dn_equal
-from vmcatcher.uri import normalise_anonymous, split_credentials
+from vmcatcher.uri import mask_password, normalise_anonymous, split_credentials
+from vmcatcher.vocabulary import Caching, TrustAnchor, UpdateMode
 
 log = logging.getLogger("vmcatcher.subscribe")
 
@@ -55,6 +58,22 @@ class SubscribeOptions:
     trust_anchor: TrustAnchor | None = None
     update_mode: int | None = None
     fetch_timeout: tuple[float, float] = DEFAULT_TIMEOUT  # (connect, read) seconds
+
+
+def subscribe_all(
+    session_factory: Callable[[], Session], urls: Sequence[str], options: SubscribeOptions
+) -> None:
+    """``vmcatcher_subscribe -s``: each URL in turn; the first failure stops the command.
+
+    The reason is logged, then the command fails with the original's message.
+    """
+    for url in urls:
+        with session_factory() as session:
+            try:
+                subscribe(session, url, options)
+            except VmcatcherError as error:
+                log.error("%s", error)
+                raise VmcatcherError(f"Failed to subscribe to '{mask_password(url)}'") from None
 
 
 def subscribe(session: Session, url: str, options: SubscribeOptions) -> Subscription:
@@ -123,9 +142,9 @@ def _store_subscription(
     )
     session.add(sub)
     session.add(SubscriptionAuth(subscription=sub, endorser=endorser, authorised=True))
-    cache = 1 if update_mode & MODE_SUBSCRIBE else 0
+    cache = int(Caching.ON if update_mode & UpdateMode.SUBSCRIBE else Caching.OFF)
     identifiers = sorted({image.identifier for image in image_list.images})
-    owned = set()
+    owned: set[str] = set()
     for start in range(0, len(identifiers), 500):
         chunk = identifiers[start : start + 500]
         owned.update(
@@ -151,7 +170,7 @@ def _store_subscription(
             {"identifier": image.identifier, "cache": cache, "latest": 0, "subscription": sub.id}
         )
     if rows:  # one executemany on the table: a list of 100,000 images subscribes in seconds
-        session.execute(insert(ImageDefinition.__table__), rows)
+        session.execute(insert(cast(Table, ImageDefinition.__table__)), rows)
         session.expire(sub, ["image_definitions"])
     return sub
 
@@ -197,7 +216,7 @@ def _set_update_mode(session: Session, sub: Subscription, mode: int) -> None:
     """
     sub.update_mode = mode
     force_reimport(session, sub)
-    if mode & MODE_SUBSCRIBE:
+    if mode & UpdateMode.SUBSCRIBE:
         for definition in sub.image_definitions:
             definition.cache = 1
     session.flush()

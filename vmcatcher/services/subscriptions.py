@@ -7,7 +7,8 @@ matches at most one subscription (both columns are unique).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,8 +16,8 @@ from sqlalchemy.orm import Session
 from vmcatcher.db import cascade
 from vmcatcher.db.models import ImageDefinition, Subscription
 from vmcatcher.errors import UsageError
-from vmcatcher.fetch import TrustAnchor
 from vmcatcher.services.update import force_reimport
+from vmcatcher.vocabulary import TrustAnchor, UpdateMode
 
 log = logging.getLogger("vmcatcher.subscriptions")
 
@@ -53,6 +54,49 @@ def delete(session: Session, selector: str, values: Sequence[str]) -> list[str]:
         cascade.delete_subscription(session, sub)
         session.commit()
     return unmatched
+
+
+@dataclass(frozen=True)
+class SubscriptionSettings:
+    """Subscription settings given on a command line; ``None``: not given.
+
+    An empty user name or password clears it (the original stored "").
+    """
+
+    trust_anchor: TrustAnchor | None = None
+    username: str | None = None
+    password: str | None = None
+    update_mode: UpdateMode | None = None
+
+    def __bool__(self) -> bool:
+        return any(value is not None for value in vars(self).values())
+
+
+def configure(
+    session_factory: Callable[[], Session],
+    selector: str,
+    values: Sequence[str],
+    settings: SubscriptionSettings,
+    update: Callable[[list[int]], object] | None = None,
+) -> None:
+    """Apply ``settings`` to the selected subscriptions.
+
+    A new update mode changes which images a list may add, so the subscriptions
+    whose mode changed are updated again at once (``update`` receives their ids),
+    as the original did.
+    """
+    with session_factory() as session:
+        if settings.trust_anchor is not None:
+            set_trust_anchor(session, selector, values, settings.trust_anchor)
+        if settings.username is not None:
+            set_credential(session, selector, values, "username", settings.username)
+        if settings.password is not None:
+            set_credential(session, selector, values, "password", settings.password)
+        matched = []
+        if settings.update_mode is not None:
+            matched = set_update_mode(session, selector, values, settings.update_mode)
+    if matched and update is not None:
+        update(matched)
 
 
 def set_trust_anchor(session: Session, selector: str, values: Sequence[str], anchor: int) -> None:
@@ -154,7 +198,7 @@ def image_refuse(session: Session, images: Sequence[str], subscriptions: Sequenc
                     ImageDefinition.subscription_id == sub.id,
                 )
             ).first()
-        if definition is None:
+        if sub is None or definition is None:
             log.error("Subscription '%s' already refuses image '%s'.", sub_id, image)
             errors += 1
             continue

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -58,15 +58,14 @@ from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import format_time, utcnow
 from vmcatcher.trust import CrlPolicy, TrustStore, dn_equal
 from vmcatcher.uri import normalise_anonymous, scheme_of
+from vmcatcher.vocabulary import Caching, EventType, UpdateMode
 
 log = logging.getLogger("vmcatcher.update")
 
 RELOAD_CACHE = "reload cache"  # data_hash sentinel forcing a re-import
-MODE_ADD = 1
-MODE_SUBSCRIBE = 2
 
 # Fires SubscriptionImageNew; receives the image's JSON fields.
-NewImageHook = Callable[[dict[str, Any]], None]
+NewImageHook = Callable[[dict[str, Any]], object]
 
 
 @dataclass
@@ -79,6 +78,24 @@ class UpdateContext:
     on_new_image: NewImageHook | None = None
     fetch: Callable[..., bytes] | None = None  # defaults to vmcatcher.fetch.fetch_list
     fetch_timeout: tuple[float, float] = DEFAULT_TIMEOUT  # (connect, read) seconds
+
+
+def new_image_events(command: str | None) -> NewImageHook | None:
+    """The hook firing ``SubscriptionImageNew`` through ``command`` (``-x``), if one is set."""
+    if not command:
+        return None
+    import os
+
+    from vmcatcher.events import EventRunner
+
+    runner = EventRunner(command, base_env=dict(os.environ))
+    return lambda metadata: runner.fire(EventType.SUBSCRIPTION_IMAGE_NEW, metadata)
+
+
+def _network_fetch() -> Callable[..., bytes]:
+    from vmcatcher.fetch import fetch_list  # requests is imported only by commands that fetch
+
+    return fetch_list
 
 
 def update_subscriptions(
@@ -147,9 +164,7 @@ def _update(session: Session, sub: Subscription, context: UpdateContext) -> int:
     mark_expired_if_due(session, sub, now)
     session.commit()
 
-    fetch = context.fetch
-    if fetch is None:
-        from vmcatcher.fetch import fetch_list as fetch
+    fetch = context.fetch or _network_fetch()
     data = fetch(
         sub.uri,
         username=sub.username or None,
@@ -203,7 +218,7 @@ def lock_subscription(session: Session, sub: Subscription) -> bool:
         .values(updated=Subscription.updated)
         .execution_options(synchronize_session=False)
     )
-    if session.execute(statement).rowcount == 0:
+    if getattr(session.execute(statement), "rowcount", 0) == 0:
         return False
     session.refresh(sub)
     return True
@@ -336,7 +351,7 @@ def _import_images(
         if owner is None:
             if on_new_image is not None:
                 on_new_image(dict(image.metadata))
-            if not sub.update_mode & MODE_ADD:
+            if not sub.update_mode & UpdateMode.ADD:
                 # WARNING, not INFO: cron sees exit 32 and must see why (docs/troubleshooting.md).
                 log.warning(
                     "ImageId '%s' refused by subscription '%s' (new image; update mode %s: "
@@ -352,7 +367,9 @@ def _import_images(
             new_definitions.append(
                 {
                     "identifier": image.identifier,
-                    "cache": 1 if sub.update_mode & MODE_SUBSCRIBE else 0,
+                    "cache": int(
+                        Caching.ON if sub.update_mode & UpdateMode.SUBSCRIBE else Caching.OFF
+                    ),
                     "latest": 0,
                     "subscription": sub.id,
                 }
@@ -371,7 +388,8 @@ def _insert_rows(
 ) -> None:
     """Plain executemany statements on the tables (keys are column names): no per-row
     ORM bookkeeping, and no RETURNING, which not every driver batches."""
-    definitions, instances = ImageDefinition.__table__, ImageInstance.__table__
+    definitions = cast(Table, ImageDefinition.__table__)
+    instances = cast(Table, ImageInstance.__table__)
     if new_definitions:
         session.execute(insert(definitions), new_definitions)
     if not accepted:
