@@ -34,10 +34,12 @@ $(STAMP): setup.py pyproject.toml
 
 venv: $(STAMP)
 
-## Lint, format check, the whole suite on SQLite, then the database tests again on PostgreSQL.
+## Lint, format check, type check, the whole suite on SQLite, then the database tests again
+## on PostgreSQL.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	@$(MAKE) --no-print-directory test-sqlite
 	@$(MAKE) --no-print-directory test-postgresql
 
@@ -69,6 +71,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -46,6 +46,9 @@ setup(
             "cryptography>=42",
             "psycopg2-binary>=2.9",  # the other PostgreSQL driver sites have (tests/postgres)
             "ruff>=0.6",
+            "mypy>=1.10",
+            "types-requests",
+            "types-python-dateutil",
         ],
     },
     entry_points={"console_scripts": [f"{name}={target}" for name, target in COMMANDS.items()]},

@@ -35,9 +35,19 @@ from vmcatcher.db.models import (
 )
 
 
-def prepare_database(url: str, *, echo: bool = False) -> Database:
-    """Open *url* and bring its schema to head: what every command does first."""
-    database = open_database(url, echo=echo)
+def prepare_database(
+    url: str,
+    *,
+    echo: bool = False,
+    create: bool = True,
+    read_only: bool = False,
+    origin: str | None = None,
+) -> Database:
+    """Open *url* and bring its schema to head: what every command does first.
+
+    ``create``, ``read_only`` and ``origin`` as for :func:`open_database`.
+    """
+    database = open_database(url, echo=echo, create=create, read_only=read_only, origin=origin)
     try:
         ensure_schema(database)
     except BaseException:

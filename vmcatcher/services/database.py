@@ -25,22 +25,15 @@ def open_configured_database(
     database that does not exist or has no tables (docs/database.md).
     ``read_only=True`` for actions that only read (listing, info).
     """
-    from vmcatcher.db.engine import open_database
-    from vmcatcher.db.migrate import ensure_schema
+    from vmcatcher.db import prepare_database
 
-    database = open_database(
+    return prepare_database(
         settings.url,
         echo=settings.echo,
         create=create,
         read_only=read_only,
         origin=settings.origin,
     )
-    try:
-        ensure_schema(database)
-    except BaseException:
-        database.close()
-        raise
-    return database
 
 
 def describe_database_error(error: BaseException) -> str:

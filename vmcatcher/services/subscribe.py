@@ -37,6 +37,7 @@ from vmcatcher.db.models import (
 )
 from vmcatcher.errors import EndorserMismatchError, UsageError, VmcatcherError
 from vmcatcher.fetch import DEFAULT_TIMEOUT
+from vmcatcher.services.queries import definitions_by_identifier
 from vmcatcher.services.update import force_reimport
 from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import utcnow
@@ -144,14 +145,7 @@ def _store_subscription(
     session.add(SubscriptionAuth(subscription=sub, endorser=endorser, authorised=True))
     cache = int(Caching.ON if update_mode & UpdateMode.SUBSCRIBE else Caching.OFF)
     identifiers = sorted({image.identifier for image in image_list.images})
-    owned: set[str] = set()
-    for start in range(0, len(identifiers), 500):
-        chunk = identifiers[start : start + 500]
-        owned.update(
-            session.scalars(
-                select(ImageDefinition.identifier).where(ImageDefinition.identifier.in_(chunk))
-            )
-        )
+    owned = set(definitions_by_identifier(session, identifiers))
     session.flush()  # the subscription's id, for the bulk insert below
     seen: set[str] = set()
     rows = []

@@ -7,7 +7,7 @@ matches at most one subscription (both columns are unique).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from vmcatcher.db import cascade
 from vmcatcher.db.models import ImageDefinition, Subscription
 from vmcatcher.errors import UsageError
 from vmcatcher.services.update import force_reimport
-from vmcatcher.vocabulary import TrustAnchor, UpdateMode
+from vmcatcher.vocabulary import Caching, TrustAnchor, UpdateMode
 
 log = logging.getLogger("vmcatcher.subscriptions")
 
@@ -151,45 +151,47 @@ def set_update_mode(session: Session, selector: str, values: Sequence[str], mode
     return matched
 
 
-def image_accept(session: Session, images: Sequence[str], subscriptions: Sequence[str]) -> int:
-    """Pre-register image UUIDs for subscriptions (paired by position); return errors."""
+def _pairs(
+    session: Session, images: Sequence[str], subscriptions: Sequence[str]
+) -> Iterator[tuple[str, str, Subscription | None]]:
+    """(image, subscription value, subscription row) paired by position; unequal counts
+    log the original's ERROR and pair nothing."""
     if len(images) > len(subscriptions):
         log.error("Not enough subscriptions selected")
-        return 1
+        return
     if len(images) < len(subscriptions):
         log.error("Not enough images selected")
-        return 1
-    errors = 0
+        return
     for image, sub_id in zip(images, subscriptions):
-        sub = find(session, BY_UUID, sub_id)
+        yield image, sub_id, find(session, BY_UUID, sub_id)
+
+
+def image_accept(session: Session, images: Sequence[str], subscriptions: Sequence[str]) -> None:
+    """Pre-register image UUIDs for subscriptions (paired by position).
+
+    Each failure is an ERROR line; as in the original they do not change the
+    command's exit code (docs/commands/vmcatcher_subscribe.md).
+    """
+    for image, sub_id, sub in _pairs(session, images, subscriptions):
         if sub is None:
             log.error("Subscription '%s' is unknown.", sub_id)
-            errors += 1
             continue
         existing = session.scalars(
             select(ImageDefinition).where(ImageDefinition.identifier == image)
         ).first()
         if existing is not None:
             log.error("Subscription '%s' has image '%s' already.", sub_id, image)
-            errors += 1
             continue
-        session.add(ImageDefinition(identifier=image, cache=0, latest=0, subscription=sub))
+        session.add(
+            ImageDefinition(identifier=image, cache=int(Caching.OFF), latest=0, subscription=sub)
+        )
         force_reimport(session, sub)
         session.commit()
-    return errors
 
 
-def image_refuse(session: Session, images: Sequence[str], subscriptions: Sequence[str]) -> int:
-    """Forget image UUIDs of subscriptions (paired by position); return errors."""
-    if len(images) > len(subscriptions):
-        log.error("Not enough subscriptions selected")
-        return 1
-    if len(images) < len(subscriptions):
-        log.error("Not enough images selected")
-        return 1
-    errors = 0
-    for image, sub_id in zip(images, subscriptions):
-        sub = find(session, BY_UUID, sub_id)
+def image_refuse(session: Session, images: Sequence[str], subscriptions: Sequence[str]) -> None:
+    """Forget image UUIDs of subscriptions (paired by position); failures as for accept."""
+    for image, sub_id, sub in _pairs(session, images, subscriptions):
         definition = None
         if sub is not None:
             definition = session.scalars(
@@ -200,9 +202,7 @@ def image_refuse(session: Session, images: Sequence[str], subscriptions: Sequenc
             ).first()
         if sub is None or definition is None:
             log.error("Subscription '%s' already refuses image '%s'.", sub_id, image)
-            errors += 1
             continue
         cascade.delete_image_definition(session, definition)
         force_reimport(session, sub)
         session.commit()
-    return errors

@@ -53,7 +53,7 @@ from vmcatcher.errors import (
 from vmcatcher.fetch import DEFAULT_TIMEOUT
 from vmcatcher.imagelist import Image, ImageList
 from vmcatcher.imagelist.checks import check_version
-from vmcatcher.services.queries import latest_list_instance
+from vmcatcher.services.queries import definitions_by_identifier, latest_list_instance
 from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import format_time, utcnow
 from vmcatcher.trust import CrlPolicy, TrustStore, dn_equal
@@ -325,7 +325,7 @@ def _import_images(
     image: a list of 100,000 images imports in seconds instead of minutes.
     """
     identifiers = [image.identifier for image in image_list.images]
-    known = _definitions_by_identifier(session, identifiers)
+    known = definitions_by_identifier(session, identifiers)
     rc = 0
     seen: set[str] = set()
     accepted: list[Image] = []
@@ -420,23 +420,6 @@ def _insert_rows(
         latest,
     )
     session.expire(sub, ["image_definitions"])
-
-
-def _definitions_by_identifier(
-    session: Session, identifiers: list[str]
-) -> dict[str, tuple[int, int | None]]:
-    """identifier -> (definition id, owning subscription id) for the known ones."""
-    found: dict[str, tuple[int, int | None]] = {}
-    for start in range(0, len(identifiers), 500):
-        chunk = identifiers[start : start + 500]
-        rows = session.execute(
-            select(
-                ImageDefinition.identifier, ImageDefinition.id, ImageDefinition.subscription_id
-            ).where(ImageDefinition.identifier.in_(chunk))
-        )
-        for identifier, definition_id, subscription_id in rows:
-            found[identifier] = (definition_id, subscription_id)
-    return found
 
 
 def _instance_values(image: Image) -> dict[str, Any]:
