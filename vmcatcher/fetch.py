@@ -35,7 +35,7 @@ import socket
 import ssl
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -90,6 +90,50 @@ class TransportFailure(Exception):
     :func:`fetch_list` and :func:`vmcatcher.cache.download.download_image` turn it into
     their own typed error, adding the URL.
     """
+
+
+class TooLarge(Exception):
+    """Internal: more bytes arrived than the caller allows (see :func:`copy_bounded`)."""
+
+
+class TotalTimeExceeded(TransportFailure):
+    """Internal: a transfer took longer than its total time budget."""
+
+    def __init__(self) -> None:
+        super().__init__("took longer than the total time allowed")
+
+
+def copy_bounded(
+    read: Callable[[int], bytes],
+    write: Callable[[bytes], None],
+    *,
+    limit: int,
+    chunk_size: int,
+    deadline: float | None,
+    already: int = 0,
+    before_chunk: Callable[[], None] | None = None,
+) -> int:
+    """Copy from ``read`` to ``write`` until ``read`` returns ``b""``; return the total held.
+
+    The one bounded read loop of lists and images: never more than ``limit`` bytes in
+    all (``already`` were held before): one byte too many raises :class:`TooLarge` before
+    it is written, and is never even requested beyond ``limit + 1``. The total time
+    budget ``deadline`` (``time.monotonic()``) is checked after each chunk
+    (:class:`TotalTimeExceeded`); ``before_chunk`` may stop the copy by raising.
+    """
+    done = already
+    while True:
+        if before_chunk is not None:
+            before_chunk()
+        chunk = read(max(1, min(chunk_size, limit + 1 - done)))
+        if not chunk:
+            return done
+        if done + len(chunk) > limit:
+            raise TooLarge
+        write(chunk)
+        done += len(chunk)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TotalTimeExceeded
 
 
 # --- TLS trust -------------------------------------------------------------------------
@@ -448,12 +492,12 @@ def _read_body(stream: HTTPStream, url: str, max_bytes: int, deadline: float | N
         raise _fail(url, f"too large: server announces {declared} bytes, limit {max_bytes}")
     body = bytearray()
     try:
-        while chunk := stream.read1(min(_READ_CHUNK, max_bytes + 1 - len(body))):
-            body += chunk
-            if len(body) > max_bytes:
-                raise _fail(url, f"too large: more than {max_bytes} bytes")
-            if deadline is not None and time.monotonic() > deadline:
-                raise _fail(url, "took longer than the total time allowed")
+        copy_bounded(stream.read1, body.extend, limit=max_bytes, chunk_size=_READ_CHUNK,
+                     deadline=deadline)  # fmt: skip
+    except TooLarge:
+        raise _fail(url, f"too large: more than {max_bytes} bytes") from None
+    except TotalTimeExceeded:
+        raise _fail(url, "took longer than the total time allowed") from None
     except TransportFailure as failure:
         raise _fail(url, f"{failure} (after {len(body)} bytes)") from failure
     if declared is not None and len(body) != declared:

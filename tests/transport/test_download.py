@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.servers import GeneratedContent, TestServer, basic_auth_header
 from tests.support.tls import TestPKI
-from vmcatcher.cache import download as download_module
+from vmcatcher.cache import sink as sink_module
 from vmcatcher.cache.download import (
     DownloadResult,
     download_image,
@@ -320,7 +320,7 @@ def test_large_generated_image_with_background_sync(
     http_server: TestServer, partial: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Exercise the periodic background fdatasync (made frequent here)."""
-    monkeypatch.setattr(download_module, "SYNC_EVERY", 1024 * 1024)
+    monkeypatch.setattr(sink_module, "SYNC_EVERY", 1024 * 1024)
     content = GeneratedContent(24 * 1024 * 1024 + 3, seed=3)
     http_server.add("/big", content)
     result = download(

@@ -6,9 +6,9 @@ unquoted (command injection by any list publisher, docs/compatibility.md), with
 again to hash it. Here:
 
 * bytes go straight from the socket to ``partial_path`` while sha512 and the byte count
-  are computed, in bounded chunks, so memory stays constant whatever the image size
-  (the hash runs in a helper thread and the file is fdatasync'ed in the background every
-  64 MiB, so hashing, writing and writeback overlap instead of adding up);
+  are computed (:class:`~vmcatcher.cache.sink.HashingSink`), in bounded chunks, so memory
+  stays constant whatever the image size; the loop is the one lists use too
+  (:func:`vmcatcher.fetch.copy_bounded`);
 * no more than ``expected_size + 1`` bytes are ever read: one byte too many aborts the
   download and deletes the partial file (a hostile or broken server cannot fill the disk);
 * an interrupted download keeps its partial file and the next call resumes it with an
@@ -30,10 +30,8 @@ moves a verified file into place with :func:`install_file`.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
-import queue
 import re
 import threading
 import time
@@ -41,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmcatcher.cache.sink import HashingSink
 from vmcatcher.durable import move_file
 from vmcatcher.errors import DownloadError, InvalidURIError
 from vmcatcher.fetch import (
@@ -48,8 +47,10 @@ from vmcatcher.fetch import (
     HTTP_SCHEMES,
     HTTPStream,
     Timeout,
+    TooLarge,
     TransportFailure,
     Verify,
+    copy_bounded,
     open_http,
 )
 from vmcatcher.uri import local_path, mask_password, parse, split_credentials
@@ -58,8 +59,6 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 DEFAULT_CHUNK_SIZE = MiB
-SYNC_EVERY = 64 * MiB  # background fdatasync interval while writing
-_QUEUED_CHUNKS = 8  # chunks waiting for the hash thread (memory bound)
 _SHA512_HEX = re.compile(r"[0-9a-fA-F]{128}")
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", re.IGNORECASE)
 
@@ -83,146 +82,6 @@ class DownloadCancelled(Exception):
 
 class _Restart(Exception):
     """Internal: discard what is on disk and request the whole file again."""
-
-
-class _HashThread:
-    """sha512 in a worker thread, so hashing overlaps the socket reads and file writes.
-
-    hashlib releases the GIL on large updates; on a fast link the hash is the bottleneck
-    and would otherwise add to the write time. The queue is bounded: constant memory.
-    """
-
-    def __init__(self) -> None:
-        self._hasher = hashlib.sha512()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
-        self._thread = threading.Thread(target=self._run, name="vmcatcher-sha512", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self._hasher.update(chunk)
-
-    def update(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def hexdigest(self) -> str:
-        self.stop()
-        return self._hasher.hexdigest()
-
-
-class _Flusher:
-    """fdatasync the file in the background every :data:`SYNC_EVERY` bytes.
-
-    Dirty pages stay bounded while a large image arrives, and the final fsync has little
-    left to do instead of stalling on gigabytes of writeback.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._wanted = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self.error: OSError | None = None
-
-    def request(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="vmcatcher-sync", daemon=True)
-            self._thread.start()
-        self._wanted.set()
-
-    def _run(self) -> None:
-        while True:
-            self._wanted.wait()
-            self._wanted.clear()
-            if self._stopping:
-                return
-            try:
-                os.fdatasync(self._fd)
-            except OSError as error:
-                self.error = error
-                return
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stopping = True
-            self._wanted.set()
-            self._thread.join()
-            self._thread = None
-
-
-class _Sink:
-    """The partial file plus a running sha512 and byte count.
-
-    Opening with ``offset`` > 0 keeps the first ``offset`` bytes (resume) and feeds them
-    to the hash again; offset 0 truncates. Always :meth:`close` it.
-    """
-
-    def __init__(self, path: Path, offset: int) -> None:
-        self.path = path
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
-        try:
-            self.fd = os.open(path, flags | (0 if offset else os.O_TRUNC), 0o644)
-        except OSError as error:
-            raise DownloadError(
-                f"cannot open partial file '{path}': {error.strerror or error}"
-            ) from None
-        self._hash = _HashThread()
-        self._flusher = _Flusher(self.fd)
-        self._unsynced = 0
-        self.size = 0
-        try:
-            if offset:
-                self._hash_prefix(offset)
-            self.start = self.size  # bytes reused from disk
-            os.lseek(self.fd, self.size, os.SEEK_SET)
-        except OSError as error:
-            self.close()
-            raise DownloadError(f"cannot read partial file '{path}': {error.strerror}") from None
-        except BaseException:
-            self.close()
-            raise
-
-    def _hash_prefix(self, offset: int) -> None:
-        with open(self.path, "rb", buffering=0) as prefix:
-            while self.size < offset:
-                block = prefix.read(min(DEFAULT_CHUNK_SIZE, offset - self.size))
-                if not block:
-                    break
-                self._hash.update(block)
-                self.size += len(block)
-
-    def write(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        view = memoryview(chunk)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        self.size += len(chunk)
-        self._unsynced += len(chunk)
-        if self._unsynced >= SYNC_EVERY:
-            self._unsynced = 0
-            self._flusher.request()
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-    def fsync(self) -> None:
-        self._flusher.stop()
-        if self._flusher.error is not None:
-            raise self._flusher.error
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        self._hash.stop()
-        self._flusher.stop()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 def _discard(path: Path) -> None:
@@ -308,24 +167,26 @@ class _Transfer:
         if self.progress is not None:
             self.progress(done, self.expected_size)
 
-    def copy(self, read: Callable[[int], bytes], sink: _Sink) -> None:
+    def copy(self, read: Callable[[int], bytes], sink: HashingSink) -> None:
         """Move bytes from ``read`` into ``sink``, never accepting more than expected."""
-        while True:
-            if self.cancel is not None and self.cancel.is_set():
-                raise DownloadCancelled(self.shown)
-            want = min(self.chunk_size, self.expected_size + 1 - sink.size)
-            chunk = read(want)
-            if not chunk:
-                return
-            if sink.size + len(chunk) > self.expected_size:
-                raise self.error(
-                    f"incorrect size: more than the expected {self.expected_size} bytes"
-                )
+
+        def write(chunk: bytes) -> None:
             sink.write(chunk)
             self.transferred += len(chunk)
             self.report(sink.size)
-            if self.deadline is not None and time.monotonic() > self.deadline:
-                raise TransportFailure("took longer than the total time allowed")
+
+        try:
+            copy_bounded(read, write, limit=self.expected_size, chunk_size=self.chunk_size,
+                         deadline=self.deadline, already=sink.size,
+                         before_chunk=self._stop_if_cancelled)  # fmt: skip
+        except TooLarge:
+            raise self.error(
+                f"incorrect size: more than the expected {self.expected_size} bytes"
+            ) from None
+
+    def _stop_if_cancelled(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise DownloadCancelled(self.shown)
 
 
 def _check_response(transfer: _Transfer, stream: HTTPStream, offset: int) -> int | None:
@@ -366,13 +227,13 @@ def _http_attempt(
     auth: tuple[str, str] | None,
     verify: Verify,
     timeout: Timeout,
-) -> _Sink:
+) -> HashingSink:
     """One GET (with Range when ``offset``); returns the sink holding the finished body.
 
     The prefix already on disk is re-hashed *before* the request, so the server is not
     left waiting on an idle connection while a large prefix is read back.
     """
-    sink = _Sink(transfer.path, offset) if offset else None
+    sink = HashingSink(transfer.path, offset) if offset else None
     try:
         offset = sink.start if sink is not None else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -383,7 +244,7 @@ def _http_attempt(
             if sink is None or stream.status == 200:
                 if sink is not None:
                     sink.close()
-                sink = _Sink(transfer.path, 0)  # truncates
+                sink = HashingSink(transfer.path, 0)  # truncates
             before = sink.size
             transfer.report(before)
             transfer.copy(stream.read1, sink)
@@ -397,7 +258,7 @@ def _http_attempt(
         raise
 
 
-def _file_attempt(transfer: _Transfer, url: str) -> _Sink:
+def _file_attempt(transfer: _Transfer, url: str) -> HashingSink:
     try:
         source = open(local_path(url), "rb", buffering=0)  # noqa: SIM115
     except InvalidURIError as error:
@@ -407,7 +268,7 @@ def _file_attempt(transfer: _Transfer, url: str) -> _Sink:
     except OSError as error:
         raise transfer.error(f"cannot read file: {error.strerror or error}") from None
     with source:
-        sink = _Sink(transfer.path, 0)
+        sink = HashingSink(transfer.path, 0)
         try:
             transfer.copy(source.read, sink)
         except BaseException:
@@ -416,7 +277,7 @@ def _file_attempt(transfer: _Transfer, url: str) -> _Sink:
     return sink
 
 
-def _verify_complete(transfer: _Transfer, sink: _Sink, expected_sha512: str) -> str:
+def _verify_complete(transfer: _Transfer, sink: HashingSink, expected_sha512: str) -> str:
     """Raise on wrong size/hash (the caller deletes the file); return the hex digest."""
     if sink.size != transfer.expected_size:
         raise transfer.error(
@@ -503,7 +364,7 @@ def _write_failure(transfer: _Transfer, error: OSError) -> DownloadError:
 
 def _reuse_complete(transfer: _Transfer, expected: str) -> DownloadResult | None:
     """A previous run finished the file but did not install it: verify and reuse it."""
-    sink = _Sink(transfer.path, transfer.expected_size)
+    sink = HashingSink(transfer.path, transfer.expected_size)
     try:
         if sink.size == transfer.expected_size and sink.hexdigest() == expected:
             sink.fsync()
