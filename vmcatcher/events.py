@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import selectors
 import signal
 import subprocess
@@ -36,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vmcatcher.uri import redact_password
 from vmcatcher.vocabulary import EventType
 
 log = logging.getLogger("vmcatcher.events")
@@ -80,8 +80,6 @@ _TIMEOUT_RC = -9
 _ABANDON_AFTER_KILL = 1.0
 _REAP_LIMIT = 5.0
 
-_URL_USERINFO = re.compile(r"^(?P<head>[\w+]+://[^:/@?]*):(?P<password>.*)@(?P<tail>[^@]*)$")
-
 
 def redact_database_url(url: str) -> str:
     """Return an SQLAlchemy URL without its password (userinfo or ``password=`` query).
@@ -92,9 +90,7 @@ def redact_database_url(url: str) -> str:
     cannot leak the rest of the secret. URLs without credentials are unchanged.
     """
     base, sep, query = url.partition("?")
-    match = _URL_USERINFO.match(base)
-    if match is not None:
-        base = f"{match['head']}@{match['tail']}"
+    base = redact_password(base, None)
     if sep:
         kept = [
             part

@@ -29,7 +29,12 @@ from vmcatcher.safetext import escape_controls
 
 MASK = "***"
 _MAX_PORT = 65535
-_FALLBACK_USERINFO = re.compile(r"(//[^/@:?#]*:)[^/?#]*@")
+# 'scheme://user:secret@host...' taken apart without parsing: the password runs to the
+# last '@' before the query, so an unencoded '@' or '/' in it never leaks the rest (a
+# database URL's password may hold both).
+_USERINFO = re.compile(
+    r"^(?P<head>.*?://[^:/@?#]*):(?P<password>[^?#]*)@(?P<tail>[^@?#]*(?:[?#].*)?)$", re.S
+)
 # Control characters (C0, DEL, C1, line separators): never part of a URL we accept.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # A registered host name or IPv4 address (RFC 3986 unreserved characters).
@@ -191,7 +196,7 @@ def mask_password(url: object) -> str:
     try:
         parts = urlsplit(text)
     except ValueError:
-        return escape_controls(_FALLBACK_USERINFO.sub(rf"\1{MASK}@", text))
+        return escape_controls(redact_password(text, MASK))
     userinfo, at, hostport = parts.netloc.rpartition("@")
     user, colon, _ = userinfo.partition(":")
     if not (at and colon):
@@ -213,6 +218,25 @@ def local_path(url: str) -> str:
     if not path:
         raise InvalidURIError("path not defined")
     return path
+
+
+def password_in(url: str) -> str | None:
+    """The password a URL carries in its userinfo (found without parsing), if any."""
+    match = _USERINFO.match(url)
+    return match["password"] or None if match else None
+
+
+def redact_password(url: str, replacement: str | None = MASK) -> str:
+    """``url`` with the userinfo password replaced (``***``) or removed (``None``).
+
+    Works on text no URL parser accepts, so messages about a malformed URL, and the
+    database URL handed to event handlers, never carry a password either.
+    """
+    match = _USERINFO.match(url)
+    if match is None or not match["password"]:
+        return url
+    secret = "" if replacement is None else f":{replacement}"
+    return f"{match['head']}{secret}@{match['tail']}"
 
 
 def scheme_of(url: str) -> str:

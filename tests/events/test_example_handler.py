@@ -10,9 +10,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vmcatcher import events
 from vmcatcher.cli import event_handler_example as example
 from vmcatcher.events import EventRunner
+from vmcatcher.vocabulary import EventType
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "vmcatcher_eventHndlExpl"
@@ -211,8 +211,8 @@ def test_runner_fires_the_example_handler(tmp_path):
         "hv:image.ad:mpuri": "https://marketplace.example.org/x",
         "hv:image.hv:format": "raw",
     }
-    assert runner.fire(events.ExpirePrefix, entry).rc == 0
-    assert runner.fire(events.ProcessPostfix).rc == 0
+    assert runner.fire(EventType.EXPIRE_PREFIX, entry).rc == 0
+    assert runner.fire(EventType.PROCESS_POSTFIX).rc == 0
     first, second = (json.loads(line) for line in output.read_text().splitlines())
     assert first["VMCATCHER_EVENT_TYPE"] == "ExpirePrefix"
     assert first["VMCATCHER_EVENT_AD_MPURI"] == "https://marketplace.example.org/x"

@@ -49,6 +49,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from vmcatcher.errors import DatabaseError
+from vmcatcher.uri import password_in, redact_password
 
 log = logging.getLogger("vmcatcher.db")
 
@@ -62,8 +63,6 @@ DEFAULT_URL = "sqlite:///vmcatcher.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Environment variable overriding that wait, in seconds.
 ENV_BUSY_TIMEOUT = "VMCATCHER_DB_BUSY_TIMEOUT"
-
-_CREDENTIALS = re.compile(r"(?P<head>://[^/@:?#]*:)(?P<password>[^@/]*)(?P<at>@)")
 
 
 @dataclass
@@ -129,7 +128,7 @@ def mask_url(url: str | URL) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return _CREDENTIALS.sub(r"\g<head>***\g<at>", url)
+        return redact_password(url)
 
 
 def not_created_error(masked: str, origin: str | None, problem: str) -> DatabaseError:
@@ -169,7 +168,7 @@ def open_database(
     try:
         parsed = make_url(url)
     except Exception as error:
-        detail = _one_line(error, _password_in(url))
+        detail = _one_line(error, password_in(url))
         raise DatabaseError(f"Invalid database URL '{masked}': {detail}") from None
 
     parsed = _default_postgresql_driver(parsed)
@@ -315,11 +314,6 @@ def _installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
-
-
-def _password_in(url: str) -> str | None:
-    match = _CREDENTIALS.search(url)
-    return match.group("password") if match and match.group("password") else None
 
 
 def sqlite_busy_timeout_ms(environ: dict[str, str] | None = None) -> int:
