@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urljoin
 
 from vmcatcher import __version__
@@ -467,23 +467,38 @@ def _fail(url: str, reason: str) -> FetchError:
     return FetchError(f"cannot fetch {mask_password(url)}: {reason}")
 
 
-def _read_file(url: str, max_bytes: int) -> bytes:
+def open_local_file(url: str) -> BinaryIO:
+    """Open the file a ``file:`` URL names, unbuffered; TransportFailure with a short reason.
+
+    The one reader of ``file:`` URLs, for lists and (when allowed) images.
+    """
     try:
         path = local_path(url)
     except InvalidURIError as error:
-        raise _fail(url, str(error)) from None
+        raise TransportFailure(str(error)) from None
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+        return open(path, "rb", buffering=0)
     except FileNotFoundError:
-        raise _fail(url, "file does not exist") from None
+        raise TransportFailure("file does not exist") from None
     except IsADirectoryError:
-        raise _fail(url, "is a directory") from None
+        raise TransportFailure("is a directory") from None
+    except OSError as error:
+        raise TransportFailure(f"cannot read file: {error.strerror or error}") from None
+
+
+def _read_file(url: str, max_bytes: int) -> bytes:
+    body = bytearray()
+    try:
+        with open_local_file(url) as handle:
+            copy_bounded(handle.read, body.extend, limit=max_bytes, chunk_size=_READ_CHUNK,
+                         deadline=None)  # fmt: skip
+    except TooLarge:
+        raise _fail(url, f"too large: more than {max_bytes} bytes") from None
+    except TransportFailure as failure:
+        raise _fail(url, str(failure)) from None
     except OSError as error:
         raise _fail(url, f"cannot read file: {error.strerror or error}") from None
-    if len(data) > max_bytes:
-        raise _fail(url, f"too large: more than {max_bytes} bytes")
-    return data
+    return bytes(body)
 
 
 def _read_body(stream: HTTPStream, url: str, max_bytes: int, deadline: float | None) -> bytes:

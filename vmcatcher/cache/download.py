@@ -52,8 +52,9 @@ from vmcatcher.fetch import (
     Verify,
     copy_bounded,
     open_http,
+    open_local_file,
 )
-from vmcatcher.uri import local_path, mask_password, parse, split_credentials
+from vmcatcher.uri import mask_password, parse, split_credentials
 
 log = logging.getLogger(__name__)
 
@@ -260,13 +261,9 @@ def _http_attempt(
 
 def _file_attempt(transfer: _Transfer, url: str) -> HashingSink:
     try:
-        source = open(local_path(url), "rb", buffering=0)  # noqa: SIM115
-    except InvalidURIError as error:
-        raise transfer.error(str(error)) from None
-    except FileNotFoundError:
-        raise transfer.error("file does not exist") from None
-    except OSError as error:
-        raise transfer.error(f"cannot read file: {error.strerror or error}") from None
+        source = open_local_file(url)
+    except TransportFailure as failure:
+        raise transfer.error(str(failure)) from None
     with source:
         sink = HashingSink(transfer.path, 0)
         try:
