@@ -12,6 +12,7 @@ one-line :class:`~vmcatcher.errors.GlanceError` messages (docs/glance.md).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -45,8 +46,12 @@ class RefusedError(GlanceError):
         self.status = status
 
 
+_TAG = re.compile(r"<[^>]{0,200}>")
+
+
 def _short(text: object, limit: int = 200) -> str:
-    return escape_controls(" ".join(str(text).split()))[:limit]
+    """A server's text as one short line (HTML error pages reduced to their words)."""
+    return escape_controls(" ".join(_TAG.sub(" ", str(text)).split()))[:limit]
 
 
 class _ProgressReader:
