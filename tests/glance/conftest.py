@@ -63,10 +63,14 @@ class GlanceSite:
 
     def images(self) -> list[dict[str, Any]]:
         """Our images, straight from the API (no vmcatcher code involved)."""
-        answer = requests.get(f"{self.endpoint}/v2/images", params={"tag": self.tag,
-                              "limit": 1000}, timeout=30)  # fmt: skip
-        answer.raise_for_status()
-        return answer.json()["images"]
+        found: dict[str, dict[str, Any]] = {}
+        for visibility in ("all", "community"):
+            answer = requests.get(f"{self.endpoint}/v2/images", params={
+                "tag": self.tag, "limit": 1000, "visibility": visibility}, timeout=30)  # fmt: skip
+            answer.raise_for_status()
+            for image in answer.json()["images"]:
+                found.setdefault(image["id"], image)
+        return list(found.values())
 
     def by_identifier(self) -> dict[str, list[dict[str, Any]]]:
         found: dict[str, list[dict[str, Any]]] = {}

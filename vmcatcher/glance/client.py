@@ -146,10 +146,23 @@ class GlanceClient:
     # --- reading ------------------------------------------------------------------
 
     def images(self, tag: str) -> list[ActualImage]:
-        """Every image carrying ``tag`` (filtered by the server), all pages."""
+        """Every image carrying ``tag`` (filtered by the server), all pages.
+
+        Glance leaves community images out of a plain listing, so they are asked
+        for separately.
+        """
+        found: dict[str, ActualImage] = {}
+        for visibility in (None, "community"):
+            for image in self._list(tag, visibility):
+                found.setdefault(image.id, image)
+        return list(found.values())
+
+    def _list(self, tag: str, visibility: str | None) -> list[ActualImage]:
         found: list[ActualImage] = []
         url = "/images"
         params: dict[str, Any] | None = {"tag": tag, "limit": PAGE_SIZE}
+        if visibility:
+            params["visibility"] = visibility
         for _page in range(MAX_PAGES):
             response = self._call("GET", url, "list images", (200,), params=params)
             data = self._json(response, "list images")
@@ -159,7 +172,7 @@ class GlanceClient:
             found.extend(self.parse_image(r) for r in records if isinstance(r, dict))
             following = data.get("next")
             if not following or not isinstance(following, str):
-                return [image for image in found if image.id]
+                return found
             url = following.removeprefix("/v2")
             params = None
         raise GlanceError(f"Glance: list images: more than {MAX_PAGES} pages")
