@@ -120,3 +120,8 @@ def test_private_image_becoming_shared_gets_visibility_and_members() -> None:
     steps = plan({"img-1": want}, [actual()])
     assert [a.kind for a in steps] == [ActionKind.UPDATE, ActionKind.MEMBERS]
     assert steps[0].visibility == "shared"
+
+
+def test_tagged_by_hand_is_left_alone() -> None:
+    stranger = actual(image_id="x", properties={PROP_IDENTIFIER: ""})
+    assert plan({}, [stranger]) == []

@@ -110,3 +110,20 @@ def test_dry_run_changes_nothing(gsite: GlanceSite) -> None:
     result = gsite.run("--dry-run")
     assert f"upload {A}" in result.stdout
     assert gsite.images() == []
+
+
+def test_images_of_an_expired_list_are_deleted(gsite: GlanceSite) -> None:
+    gsite.site.add_image(A, 4096)
+    cached(gsite)
+    gsite.run()
+    assert sorted(gsite.by_identifier()) == [A]
+    gsite.site.execute("UPDATE \"imageListInstance\" SET expires = '2001-01-01 00:00:00.000000'")
+    gsite.run()  # even before vmcatcher_cache expires the file: no longer available
+    assert gsite.images() == []
+
+
+def test_an_image_tagged_by_hand_is_left_alone(gsite: GlanceSite) -> None:
+    stranger = gsite.create_foreign("by hand", [gsite.tag])
+    result = gsite.run()
+    assert "not created by vmcatcher_glance" in result.stderr
+    assert [i["id"] for i in gsite.images()] == [stranger]

@@ -17,7 +17,9 @@ Rules, per image identifier (``dc:identifier``):
 * a current image whose name, visibility or properties differ is updated in
   place (no re-upload); a deactivated one is reactivated; a shared one gets
   its project memberships corrected;
-* every image of ours whose identifier is no longer desired is retired.
+* every image of ours whose identifier is no longer desired is retired;
+* an image carrying our tag without our identifier property was not created
+  by us (we set both when creating): it is left alone.
 
 A second plan with nothing changed is empty.
 """
@@ -113,6 +115,8 @@ def plan(desired: Mapping[str, DesiredImage], actual: Iterable[ActualImage]) -> 
     leftovers: list[Action] = []
     by_identifier: dict[str | None, list[ActualImage]] = {}
     for image in actual:
+        if not image.identifier:
+            continue  # tagged by hand, not created by us: never touched (see foreign_images)
         if image.status in UNFINISHED:
             reason = f"unfinished upload ({image.status.value})"
             leftovers.append(
@@ -162,3 +166,8 @@ def plan(desired: Mapping[str, DesiredImage], actual: Iterable[ActualImage]) -> 
                 Action(ActionKind.RETIRE, identifier, image.id, reason="no longer desired")
             )
     return leftovers + steps
+
+
+def foreign_images(actual: Iterable[ActualImage]) -> list[ActualImage]:
+    """Images carrying our tag but not our identifier property: reported, never changed."""
+    return [image for image in actual if not image.identifier]

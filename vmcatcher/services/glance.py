@@ -46,6 +46,7 @@ from vmcatcher.glance import formats
 from vmcatcher.glance.metadata import image_name, image_properties
 from vmcatcher.glance.model import (
     DEFAULT_TAG,
+    PROP_IDENTIFIER,
     PROP_SOURCE_FORMAT,
     Action,
     ActionKind,
@@ -54,7 +55,7 @@ from vmcatcher.glance.model import (
     ImageStatus,
     Visibility,
 )
-from vmcatcher.glance.plan import plan
+from vmcatcher.glance.plan import foreign_images, plan
 from vmcatcher.names import is_safe_name
 from vmcatcher.services.availability import available_query
 from vmcatcher.services.cache import _list_fields, index_entry
@@ -180,6 +181,10 @@ def synchronise(
             _clear_work_dir(work_root)
         actual = client.images(options.tag)
         actual = [_with_members(client, image) for image in actual]
+        for image in foreign_images(actual):
+            log.warning("Image %s carries the tag '%s' but was not created by vmcatcher_glance "
+                        "(no %s property); left alone.", image.id, options.tag,
+                        PROP_IDENTIFIER)  # fmt: skip
         with CacheLock(layout.cache_dir, wait=options.wait):
             desired = read_desired(session, layout, options, now or utcnow())
             steps = plan(desired, actual)
@@ -205,7 +210,7 @@ def _clear_work_dir(root: Path) -> None:
 
 
 def _with_members(client: Any, image: ActualImage) -> ActualImage:
-    if image.visibility != Visibility.SHARED.value or image.status in (None,):
+    if image.visibility != Visibility.SHARED.value or not image.identifier:
         return image
     from dataclasses import replace
 
@@ -342,11 +347,15 @@ class Runner:
             try:
                 handlers[action.kind](action)
                 self.report.done += 1
-            except VmcatcherError as error:
+            except (VmcatcherError, OSError) as error:
                 if action.kind is ActionKind.UPLOAD:
                     self.failed_uploads.add(action.identifier)
                 self.report.failed += 1
-                log.error("%s", error)
+                if isinstance(error, OSError):
+                    log.error("Image '%s': %s: %s", action.identifier, action.kind.value,
+                              error.strerror or error)  # fmt: skip
+                else:
+                    log.error("%s", error)
 
     # --- actions --------------------------------------------------------------------
 
@@ -365,6 +374,8 @@ class Runner:
             prepared = self.prepare(desired, fd, image_work)
             self._create_and_upload(desired, prepared)
         finally:
+            while self._close_later:
+                os.close(self._close_later.pop())
             shutil.rmtree(image_work, ignore_errors=True)
 
     def prepare(self, desired: DesiredImage, fd: int, work: Path) -> _Prepared:
@@ -435,9 +446,6 @@ class Runner:
             except VmcatcherError as error:
                 log.error("Cannot remove the failed upload %s: %s", image_id, error)
             raise
-        finally:
-            while self._close_later:
-                os.close(self._close_later.pop())
         if desired.members:
             for project in sorted(desired.members):
                 self.client.add_member(image_id, project)
