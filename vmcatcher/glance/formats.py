@@ -56,9 +56,19 @@ class Probe:
     virtual_size: int
 
 
-def _limit_info() -> None:  # runs in the child, before exec
+def _limit_info() -> None:  # runs in the child, before exec (only without prlimit)
     resource.setrlimit(resource.RLIMIT_CPU, (INFO_CPU_SECONDS, INFO_CPU_SECONDS))
     resource.setrlimit(resource.RLIMIT_AS, (INFO_ADDRESS_SPACE, INFO_ADDRESS_SPACE))
+
+
+def _limited(command: list[str]) -> tuple[list[str], bool]:
+    """The command under ``prlimit`` (util-linux) when there is one: no Python code runs
+    between fork and exec (progress bars start threads); else a pre-exec hook does it."""
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        return command, True
+    return [prlimit, f"--cpu={INFO_CPU_SECONDS}", f"--as={INFO_ADDRESS_SPACE}", "--",
+            *command], False  # fmt: skip
 
 
 def _run(command: list[str], timeout: float, what: str, limit: bool = False,
@@ -66,14 +76,17 @@ def _run(command: list[str], timeout: float, what: str, limit: bool = False,
     qemu = shutil.which(command[0])
     if qemu is None:
         raise ImageFormatError(f"{command[0]} not found: install qemu-utils (docs/glance.md)")
+    argv, hook = [qemu, *command[1:]], False
+    if limit:
+        argv, hook = _limited(argv)
     process = subprocess.Popen(
-        [qemu, *command[1:]],
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
-        preexec_fn=_limit_info if limit else None,
+        preexec_fn=_limit_info if hook else None,
         pass_fds=pass_fds,
     )
     try:
