@@ -43,6 +43,7 @@ from vmcatcher.cache.lock import CacheLock
 from vmcatcher.db.models import ImageDefinition
 from vmcatcher.errors import ConfigError, GlanceError, ImageFormatError, VmcatcherError
 from vmcatcher.glance import formats
+from vmcatcher.glance.client import GlanceClient, RefusedError
 from vmcatcher.glance.metadata import image_name, image_properties
 from vmcatcher.glance.model import (
     DEFAULT_TAG,
@@ -167,7 +168,7 @@ def synchronise(
     layout: CacheLayout,
     session: Session,
     options: GlanceOptions,
-    client: Any | None = None,
+    client: GlanceClient | None = None,
     now: datetime | None = None,
 ) -> SyncReport:
     """One run of ``vmcatcher_glance`` (see the module documentation)."""
@@ -209,7 +210,7 @@ def _clear_work_dir(root: Path) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
-def _with_members(client: Any, image: ActualImage) -> ActualImage:
+def _with_members(client: GlanceClient, image: ActualImage) -> ActualImage:
     if image.visibility != Visibility.SHARED.value or not image.identifier:
         return image
     from dataclasses import replace
@@ -320,7 +321,7 @@ class _Prepared:
 class Runner:
     """Carries a plan out, one action at a time; failures are counted, not raised."""
 
-    def __init__(self, client: Any, options: GlanceOptions, files: dict[str, int],
+    def __init__(self, client: GlanceClient, options: GlanceOptions, files: dict[str, int],
                  work: Path, report: SyncReport) -> None:  # fmt: skip
         self.client = client
         self.options = options
@@ -490,8 +491,6 @@ class Runner:
         log.info("Shared %s with %s.", action.image_id, action.reason)
 
     def retire(self, action: Action) -> None:
-        from vmcatcher.glance.client import RefusedError
-
         try:
             self.client.delete(action.image_id)
             log.info("Deleted %s ('%s'): %s.", action.image_id, action.identifier, action.reason)
