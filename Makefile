@@ -8,9 +8,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # The throw-away PostgreSQL server of the second test pass (tests/support/postgres.py).
 PGTEST := $(BIN)/python -m tests.support.postgres
+# The throw-away Glance of the vmcatcher_glance tests (tests/support/glance.py).
+GLANCETEST := $(BIN)/python -m tests.support.glance
 
 .PHONY: test test-sqlite test-postgresql postgres-start postgres-stop demo lint format bench fuzz \
-	system-deps venv clean
+	system-deps venv clean glance-deps glance-start glance-stop
 
 ## Install what building M2Crypto needs (swig, libssl-dev, a compiler, Python headers).
 system-deps:
@@ -29,7 +31,7 @@ system-deps:
 $(STAMP): setup.py pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[test,postgresql]'
+	$(BIN)/pip install -q -e '.[test,postgresql,openstack]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -40,6 +42,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	@$(MAKE) --no-print-directory glance-deps
 	@$(MAKE) --no-print-directory test-sqlite
 	@$(MAKE) --no-print-directory test-postgresql
 
@@ -56,6 +59,18 @@ test-postgresql: $(STAMP)
 	trap 'exit 130' INT TERM; \
 	url="$$($(PGTEST) start --state "$$state")"; \
 	VMCATCHER_TEST_DATABASE="$$url" $(BIN)/pytest -n 2 -m db $(PYTEST_ARGS)
+
+## What the Glance tests need: qemu-utils (apt, if qemu-img is missing) and Glance + gunicorn
+## in .glance-venv (pip, once). Each pytest worker then starts its own Glance (tests/glance).
+glance-deps: $(STAMP)
+	@$(GLANCETEST) install >/dev/null
+
+## A Glance for trying vmcatcher_glance by hand; prints its endpoint (auth_type: none).
+glance-start: $(STAMP)
+	@$(GLANCETEST) start
+
+glance-stop: $(STAMP)
+	@$(GLANCETEST) stop
 
 ## A PostgreSQL test server for running tests by hand; prints its URL for VMCATCHER_TEST_DATABASE.
 postgres-start: $(STAMP)
@@ -90,4 +105,4 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis .glance-venv .glancetest

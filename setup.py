@@ -15,6 +15,7 @@ COMMANDS = {
     "vmcatcher_subscribe": "vmcatcher.cli.subscribe:main",
     "vmcatcher_image": "vmcatcher.cli.image:main",
     "vmcatcher_cache": "vmcatcher.cli.cache:main",
+    "vmcatcher_glance": "vmcatcher.cli.glance:main",
     "vmcatcher_eventHndlExpl": "vmcatcher.cli.event_handler_example:main",
 }
 
@@ -38,6 +39,7 @@ setup(
     ],
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],
+        "openstack": ["openstacksdk>=1.0"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",

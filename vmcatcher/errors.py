@@ -170,6 +170,17 @@ class CacheLockedError(CacheError):
     """Another vmcatcher_cache holds the lock on the same cache directory (exit 1)."""
 
 
+# --- Glance (vmcatcher_glance) ----------------------------------------------------------
+
+
+class GlanceError(VmcatcherError):
+    """The image service refused, failed or could not be reached (exit 1)."""
+
+
+class ImageFormatError(VmcatcherError):
+    """A cached image's format is refused or cannot be converted (exit 1)."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's text (its type name when it has none).
 

@@ -34,6 +34,7 @@ COMMANDS = {
     "vmcatcher_subscribe": "subscribe",
     "vmcatcher_image": "image",
     "vmcatcher_cache": "cache",
+    "vmcatcher_glance": "glance",
     "vmcatcher_eventHndlExpl": "event_handler_example",
 }
 
@@ -199,6 +200,14 @@ def test_contrib_files_are_consistent() -> None:
     # Through /usr/bin/env and the unit's PATH (test_contrib_units.py checks the layout).
     starts = re.findall(r"^ExecStart=-?/usr/bin/env (\S+)", service, re.M)
     assert [Path(s).name for s in starts] == ["vmcatcher_subscribe", "vmcatcher_cache"]
+    # vmcatcher_glance is opt-in (sites without OpenStack): commented, after the cache run.
+    offered = re.findall(r"^#ExecStart=-?/usr/bin/env (\S+)", service, re.M)
+    assert [Path(s).name for s in offered] == ["vmcatcher_glance"]
+    assert service.index("#ExecStart=") > service.index("ExecStart=/usr/bin/env vmcatcher_cache")
+    glance_jobs = [line for line in cron.splitlines() if line.startswith("#50 ")]
+    assert len(glance_jobs) == 1 and glance_jobs[0].rstrip().endswith(
+        "vmcatcher_cache; vmcatcher_glance; }"
+    )
     timer = (contrib / "systemd" / "vmcatcher.timer").read_text()
     assert "OnCalendar=" in timer and "WantedBy=timers.target" in timer
 

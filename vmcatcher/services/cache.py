@@ -273,7 +273,7 @@ class CacheRun:
                           definition.identifier, problem)  # fmt: skip
                 continue
             if instance.id not in decoded:
-                decoded[instance.id] = _list_fields(instance)
+                decoded[instance.id] = stored_list_fields(instance)
             list_metadata, images = decoded[instance.id]
             entry = index_entry(sub, definition, instance, image, list_metadata, images)
             found[definition.identifier] = _Wanted(definition.identifier, entry)
@@ -551,7 +551,7 @@ def download_time_limit(size: int) -> float:
     return DOWNLOAD_GRACE_SECONDS + size / MIN_DOWNLOAD_RATE
 
 
-def _list_fields(instance: ImageListInstance) -> tuple[dict, dict[str, dict]]:
+def stored_list_fields(instance: ImageListInstance) -> tuple[dict, dict[str, dict]]:
     """The stored list's top-level metadata and image dicts by identifier (no verification:
     the list was verified when it was imported)."""
     from vmcatcher.imagelist import decode_image_list
