@@ -43,6 +43,8 @@ from vmcatcher.db.migrate import _alembic_config
 from vmcatcher.errors import DatabaseError
 
 REPO = Path(__file__).resolve().parents[2]
+#: Tables added by this rewrite (revision v0_7_runs), not in any original database.
+RUN_TABLES = ("vmcatcher_run", "vmcatcher_subscription_status")
 
 
 def columns(path: Path, table: str) -> list[str]:
@@ -76,7 +78,7 @@ def test_head_constant_matches_the_revision_scripts() -> None:
     script = ScriptDirectory.from_config(_alembic_config())
     assert script.get_current_head() == HEAD_REVISION
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == ["v0_7", "v0_6", "v0_4", "pre_0_4"]
+    assert chain == ["v0_7_runs", "v0_7", "v0_6", "v0_4", "pre_0_4"]
 
 
 @pytest.mark.db
@@ -84,7 +86,10 @@ def test_fresh_database_is_created_at_head_without_backup(tmp_path: Path) -> Non
     database = prepare_database(test_database_url(tmp_path))
     try:
         assert schema_revision(database) == HEAD_REVISION
-        assert table_names(database) == set(legacy.ddl(legacy.V0_6)) | {"alembic_version"}
+        assert table_names(database) == set(legacy.ddl(legacy.V0_6)) | {
+            "alembic_version",
+            *RUN_TABLES,
+        }
         assert schema_diff(database) == []
     finally:
         database.close()
