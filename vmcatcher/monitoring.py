@@ -47,7 +47,7 @@ class Counter(str, enum.Enum):
     IMAGES_DOWNLOADED = "images_downloaded"
     IMAGES_EXPIRED = "images_expired"
     IMAGES_FAILED = "images_failed"
-    BYTES_DOWNLOADED = "bytes_downloaded"
+    BYTES_DOWNLOADED = "downloaded_bytes"
     DOWNLOAD_SECONDS = "download_seconds"
     EVENT_HANDLER_FAILURES = "event_handler_failures"
     EVENT_HANDLER_TIMEOUTS = "event_handler_timeouts"

@@ -10,9 +10,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vmcatcher.cli.common import add_database_options, add_logging_options, new_parser, run_cli
+from vmcatcher.cli.common import add_database_options, add_logging_options, new_parser
+from vmcatcher.cli.monitoring_options import add_metrics_option, main_recorded
 from vmcatcher.errors import UsageError
 from vmcatcher.logsetup import setup_logging
+from vmcatcher.monitoring import RunCommand, RunStats
 from vmcatcher.settings import (
     ENV_CACHE_ACTION_CHECK,
     ENV_CACHE_ACTION_DOWNLOAD,
@@ -134,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="if another vmcatcher_cache runs on this cache, wait for it (forever, or SECONDS) "
         "instead of exiting",
     )  # fmt: skip
+    add_metrics_option(parser)
     add_database_options(parser)
     add_logging_options(parser)
     return parser
@@ -141,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: run(args))
+    return main_recorded(RunCommand.CACHE, args, run)
 
 
 def resolve_actions(args: argparse.Namespace) -> set[str]:
@@ -216,7 +219,7 @@ def _lock_in_database(
     held.enter_context(lock)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, stats: RunStats | None = None) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
     actions = resolve_actions(args)
     directories = resolve_directories(args)
@@ -245,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
             base_env=base_environment(layout, database_url),
             timeout=event_timeout,
         )
+        events.stats = stats
         cert_dir = resolve_cert_dir(args.cert_dir)
         options = CacheOptions(
             actions=actions,
@@ -257,5 +261,7 @@ def run(args: argparse.Namespace) -> int:
             expired_max_count=args.expired_max_count,
             expired_max_age_days=args.expired_max_age,
         )
+        if stats is not None:
+            options.stats = stats
         with database.session() as session:
             return CacheRun(layout, session, options).run()

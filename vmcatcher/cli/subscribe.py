@@ -19,6 +19,7 @@ from vmcatcher.cli.common import (
     run_cli,
     single_action,
 )
+from vmcatcher.cli.monitoring_options import add_metrics_option, main_recorded
 from vmcatcher.cli.trust_options import (
     add_trust_options,
     load_configured_trust_store,
@@ -27,6 +28,7 @@ from vmcatcher.cli.trust_options import (
 )
 from vmcatcher.errors import Code, ConfigError, UsageError, VmcatcherError
 from vmcatcher.logsetup import setup_logging
+from vmcatcher.monitoring import RunCommand, RunStats
 from vmcatcher.settings import (
     ENV_FETCH_TIMEOUT,
     ENV_SUB_EVENT,
@@ -145,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="shell command run for SubscriptionImageNew events; env VMCATCHER_SUB_EVENT",
     )  # fmt: skip
     add_trust_options(parser)
+    add_metrics_option(parser)
     add_database_options(parser)
     add_format_option(parser)
     add_logging_options(parser)
@@ -153,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if "update" in (args.actions or []):  # -U runs are recorded (docs/monitoring.md)
+        return main_recorded(RunCommand.UPDATE, args, run)
     return run_cli(lambda: run(args))
 
 
@@ -216,7 +221,7 @@ def _fetch_timeout(args: argparse.Namespace) -> tuple[float, float]:
     return transfer_timeout(read)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, stats: RunStats | None = None) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
     if args.format is not None:
         check_format(args.format)
@@ -232,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
 
     database = open_configured_database(args)
     events = _event_runner(args)
+    if events is not None:
+        events.stats = stats
     needs_anchor = (
         action in ("subscribe", "update") or fmt == "message" or ("update_mode" in decorators)
     )
@@ -251,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
             cert_dir,
             on_new_image=_new_image_hook(events),
             fetch_timeout=fetch_timeout,
+            stats=stats,
         )
         if store is not None
         else None

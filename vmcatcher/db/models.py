@@ -1,4 +1,4 @@
-"""The tables of a vmcatcher database (the original seven, plus run status), as SQLAlchemy 2 declarative models.
+"""The tables of a vmcatcher database, as SQLAlchemy 2 declarative models.
 
 Why the odd names: sites keep the ``vmcatcher.db`` written by the original
 Python 2 vmcatcher, and their own scripts (and the README's dump/reload
@@ -25,6 +25,9 @@ What differs from the original, on purpose:
 integers without a foreign key, exactly as in the original schema.
 
 Every time stored is a naive UTC ``datetime``.
+
+Besides the original seven tables, ``vmcatcher_run`` and
+``vmcatcher_subscription_status`` record run outcomes for monitoring.
 
 Any change here must come with a new migration under
 ``vmcatcher/db/migrations/versions``.

@@ -24,6 +24,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from vmcatcher.cache.recovery import recover_interrupted_moves
 from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstance, Subscription
 from vmcatcher.errors import CacheError, CacheFileMissingError, VmcatcherError
 from vmcatcher.events import EventRunner
+from vmcatcher.monitoring import Counter, RunCommand, RunStats
 from vmcatcher.names import UnsafeNameError
 from vmcatcher.services.availability import available_query
 from vmcatcher.timeutil import utcnow
@@ -80,6 +82,8 @@ class CacheOptions:
     progress: bool = False
     expired_max_count: int | None = None
     expired_max_age_days: float | None = None
+    #: Counters for the run record and metrics (docs/monitoring.md).
+    stats: RunStats = field(default_factory=lambda: RunStats(RunCommand.CACHE, utcnow()))
 
 
 @dataclass
@@ -125,6 +129,8 @@ class CacheRun:
                 max_age_days=self.options.expired_max_age_days,
             )
         self.layout.save()  # after pruning, so expired/cache.index matches the files
+        self.options.stats.set(Counter.IMAGES_SELECTED, len(self.wanted()))
+        self.options.stats.set(Counter.IMAGES_CACHED, len(self.layout.cache_index))
         events.fire("ProcessPostfix")
         return rc
 
@@ -213,6 +219,7 @@ class CacheRun:
         try:
             self.layout.move_to_expired(uuid)
             log.info("Expired image '%s'", uuid)
+            self.options.stats.add(Counter.IMAGES_EXPIRED)
         except CacheFileMissingError as error:
             log.error("%s", error)
             ok = False
@@ -324,6 +331,7 @@ class CacheRun:
         entry = target.entry
         log.info("Downloading '%s'.", target.uuid)
         progress = bars.open(target.uuid, int(entry["size"]))
+        started = time.monotonic()
         try:
             return download_image(
                 str(entry["uri"]),
@@ -337,6 +345,7 @@ class CacheRun:
                 total_timeout=download_time_limit(int(entry["size"])),
             )
         finally:
+            self.options.stats.add(Counter.DOWNLOAD_SECONDS, time.monotonic() - started)
             bars.done(target.uuid)
 
     def _finish(self, target: _Wanted, future: Future[DownloadResult]) -> None:
@@ -347,13 +356,16 @@ class CacheRun:
             result = future.result()
         except (VmcatcherError, OSError) as error:
             log.error("Failed to download file '%s': %s", uuid, error)
+            self.options.stats.add(Counter.IMAGES_FAILED)
             self.layout.save(Role.PARTIAL)
             return
         except Exception as error:  # a bug in one download must not stop the others
             log.error("Failed to download file '%s': unexpected %s: %s",
                       uuid, type(error).__name__, error)  # fmt: skip
+            self.options.stats.add(Counter.IMAGES_FAILED)
             self.layout.save(Role.PARTIAL)
             return
+        self.options.stats.add(Counter.BYTES_DOWNLOADED, result.transferred)
         announced = dict(partial_index.get(uuid, {}))
         announced.update(target.entry)
         announced["filename"] = uuid
@@ -370,6 +382,7 @@ class CacheRun:
         partial_index.pop(uuid, None)
         self.layout.save(Role.CACHE, Role.PARTIAL)  # gaining index first: see cache.recovery
         log.info("moved file %s", uuid)
+        self.options.stats.add(Counter.IMAGES_DOWNLOADED)
         self.options.events.fire("AvailablePostfix", entry)
 
 

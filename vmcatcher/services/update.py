@@ -45,6 +45,7 @@ from vmcatcher.db.models import (
 from vmcatcher.errors import Code, FetchError, InvalidURIError, VmcatcherError
 from vmcatcher.fetch import DEFAULT_TIMEOUT
 from vmcatcher.imagelist import Image, ImageList
+from vmcatcher.monitoring import RunStats
 from vmcatcher.services.queries import latest_list_instance
 from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import format_time, utcnow
@@ -72,6 +73,7 @@ class UpdateContext:
     on_new_image: NewImageHook | None = None
     fetch: Callable[..., bytes] | None = None  # defaults to vmcatcher.fetch.fetch_list
     fetch_timeout: tuple[float, float] = DEFAULT_TIMEOUT  # (connect, read) seconds
+    stats: RunStats | None = None  # per-subscription results for the run record
 
 
 def update_subscriptions(
@@ -90,6 +92,8 @@ def update_subscriptions(
     for sub_id in ids:
         with session_factory() as session:
             code = update_one(session, sub_id, context)
+        if context.stats is not None:
+            context.stats.subscription_done(sub_id, code)
         if code:
             rc = code
     return rc
