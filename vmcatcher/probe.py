@@ -61,7 +61,10 @@ class CacheFacts:
     """What the cache directory says about the wanted images."""
 
     wanted: int = 0
-    missing: tuple[str, ...] = ()  # wanted, not cached, still being retried
+    #: Wanted, not cached, still being retried: those the cache indexes name...
+    missing: tuple[str, ...] = ()
+    #: ... and the count of all of them (None: ``len(missing)``).
+    missing_count: int | None = None
     given_up: tuple[str, ...] = ()  # wanted, not cached, DownLoadTrys.count >= max_tries
     bad_size: tuple[str, ...] = ()  # cached file size differs from the index/list
     free_bytes: int | None = None
@@ -352,7 +355,7 @@ def _cache(facts, limits, findings, perfdata) -> None:
             )
     perfdata += [
         PerfDatum("images_wanted", cache.wanted, minimum=0),
-        PerfDatum("images_missing", len(cache.missing), minimum=0),
+        PerfDatum("images_missing", _missing(cache), minimum=0),
         PerfDatum("images_given_up", len(cache.given_up), minimum=0),
         PerfDatum("images_bad_size", len(cache.bad_size), minimum=0),
         PerfDatum(
@@ -367,6 +370,10 @@ def _cache(facts, limits, findings, perfdata) -> None:
 
 
 # --- helpers --------------------------------------------------------------------------
+
+
+def _missing(cache: CacheFacts) -> int:
+    return len(cache.missing) if cache.missing_count is None else cache.missing_count
 
 
 def _add(

@@ -33,6 +33,7 @@ COMMANDS = {
     "vmcatcher_subscribe": "subscribe",
     "vmcatcher_image": "image",
     "vmcatcher_cache": "cache",
+    "vmcatcher_check": "check",
     "vmcatcher_eventHndlExpl": "event_handler_example",
 }
 

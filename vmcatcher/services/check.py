@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,7 +50,12 @@ def gather(options: CheckOptions, now: datetime | None = None) -> ProbeFacts:
     now = now or utcnow()
     from vmcatcher.db.migrate import HEAD_REVISION, schema_revision
     from vmcatcher.db.readonly import open_read_only
-    from vmcatcher.services.health import last_runs, subscription_health, wanted_images
+    from vmcatcher.services.health import (
+        count_wanted,
+        last_runs,
+        subscription_health,
+        wanted_images,
+    )
 
     try:
         database = open_read_only(options.database_url)
@@ -69,13 +75,16 @@ def gather(options: CheckOptions, now: datetime | None = None) -> ProbeFacts:
         with database.session() as session:
             subscriptions = tuple(subscription_health(session))
             runs = last_runs(session)
-            wanted = wanted_images(session, now) if options.cache_dir else []
+            cache = None
+            if options.cache_dir:
+                cache = _cache_facts(
+                    options,
+                    lambda known: (count_wanted(session, now), wanted_images(session, now, known)),
+                    options.thresholds.max_tries,
+                )
     finally:
         database.close()
     crls, ca_problem = _crl_facts(options, now)
-    cache = (
-        _cache_facts(options, wanted, options.thresholds.max_tries) if options.cache_dir else None
-    )
     return ProbeFacts(
         now=now,
         subscriptions=subscriptions,
@@ -124,7 +133,17 @@ def _next_update(store: Any, ca: Any) -> datetime | None:
 # --- cache directory ----------------------------------------------------------------------
 
 
-def _cache_facts(options: CheckOptions, wanted: list[WantedImage], max_tries: int) -> CacheFacts:
+def _cache_facts(
+    options: CheckOptions,
+    wanted_among: Callable[[set[str]], tuple[int, list[WantedImage]]],
+    max_tries: int,
+) -> CacheFacts:
+    """Compare the cache directory with the wanted images.
+
+    Only the images the two ``cache.index`` files name are fetched from the database
+    (``wanted_among``); every other wanted image is simply missing, so a site with a
+    large database and a small cache is checked in one count query.
+    """
     cache_dir = Path(options.cache_dir or "cache")
     partial_dir = Path(options.partial_dir) if options.partial_dir else cache_dir / "partial"
     if not cache_dir.is_dir():
@@ -134,6 +153,7 @@ def _cache_facts(options: CheckOptions, wanted: list[WantedImage], max_tries: in
         partial = _read_index(partial_dir) if partial_dir.is_dir() else {}
     except (OSError, ValueError) as error:
         return CacheFacts(problem=f"cannot read a cache.index under '{cache_dir}': {error}")
+    wanted_count, wanted = wanted_among(set(cached) | set(partial))
     missing, given_up, bad_size = [], [], []
     for image in wanted:
         entry = cached.get(image.identifier)
@@ -165,7 +185,8 @@ def _cache_facts(options: CheckOptions, wanted: list[WantedImage], max_tries: in
         pass
     pid, held = lock_holder(cache_dir / LOCK_FILENAME)
     return CacheFacts(
-        wanted=len(wanted),
+        wanted=wanted_count,
+        missing_count=wanted_count - len(wanted) + len(missing),
         missing=tuple(missing),
         given_up=tuple(given_up),
         bad_size=tuple(bad_size),

@@ -10,6 +10,7 @@ the probe must stay well under a second on 100,000 images.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +27,9 @@ from vmcatcher.db.models import (
 )
 from vmcatcher.monitoring import RunCommand
 from vmcatcher.services.availability import available_query
+
+#: Image UUIDs per ``IN (...)`` query (well below every backend's parameter limit).
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,26 @@ def last_runs(session: Session) -> dict[str, RunOutcome]:
     return found
 
 
-def wanted_images(session: Session, now: datetime) -> list[WantedImage]:
-    """The images ``vmcatcher_cache`` should hold now (the one "available" rule)."""
+def count_wanted(session: Session, now: datetime) -> int:
+    """How many images ``vmcatcher_cache`` should hold now, counted by the database."""
+    wanted = (
+        available_query(now)
+        .where(ImageDefinition.cache == 1)
+        .with_only_columns(ImageDefinition.id)
+        .order_by(None)
+        .subquery()
+    )
+    return int(session.scalar(select(func.count()).select_from(wanted)) or 0)
+
+
+def wanted_images(
+    session: Session, now: datetime, identifiers: Collection[str] | None = None
+) -> list[WantedImage]:
+    """The images ``vmcatcher_cache`` should hold now (the one "available" rule).
+
+    ``identifiers`` limits the answer to those image UUIDs (asked in chunks), so the
+    probe only fetches the rows the cache directory knows about.
+    """
     query = (
         available_query(now)
         .where(ImageDefinition.cache == 1)
@@ -131,7 +153,20 @@ def wanted_images(session: Session, now: datetime) -> list[WantedImage]:
             ImageListInstance.data_hash,
         )
     )
-    return [WantedImage(i, int(size), sha, h) for i, size, sha, h in session.execute(query)]
+    if identifiers is None:
+        chunks = [query]
+    else:
+        names = sorted(identifiers)
+        chunks = [
+            query.where(ImageDefinition.identifier.in_(names[start : start + _CHUNK]))
+            for start in range(0, len(names), _CHUNK)
+        ]
+    connection = session.connection()
+    return [
+        WantedImage(i, int(size), sha, h)
+        for chunk in chunks
+        for i, size, sha, h in connection.execute(chunk)
+    ]
 
 
 def count_images(session: Session) -> int:
