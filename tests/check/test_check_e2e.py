@@ -195,3 +195,14 @@ def test_json_format_carries_the_same_verdict(site: CacheSite) -> None:
     assert verdict["status"] == "OK" and verdict["exit_code"] == 0
     labels = {p["label"]: p["value"] for p in verdict["perfdata"]}
     assert labels["subscriptions"] == 1 and labels["images_wanted"] == 1
+
+
+def test_the_probe_writes_nothing_next_to_a_sqlite_database(site: CacheSite) -> None:
+    healthy(site)
+    path = site.database.path
+    if path is None:
+        pytest.skip("SQLite only: a PostgreSQL session is made read-only by the server")
+    before = {p.name: p.stat().st_mtime_ns for p in path.parent.iterdir()}
+    check(site)
+    after = {p.name: p.stat().st_mtime_ns for p in path.parent.iterdir()}
+    assert after == before

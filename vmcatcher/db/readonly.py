@@ -3,8 +3,9 @@
 Why: ``vmcatcher_check`` runs as the NRPE or monitoring user, which may only
 read the database, and a probe must never change what it observes. So unlike
 :func:`vmcatcher.db.engine.open_database` this does not switch SQLite to WAL,
-opens the file with ``mode=ro`` (a missing file is reported, not created) and
-asks PostgreSQL for read-only transactions (docs/monitoring.md).
+opens the file with ``mode=ro`` (a missing file is reported, not created, and
+no side file is created either: :func:`_sqlite_ro`) and asks PostgreSQL for
+read-only transactions (docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ def open_read_only(url: str) -> Database:
         if path is not None:
             if not os.path.isfile(path):
                 raise DatabaseError(f"Database file '{path}' does not exist")
-            uri = f"{Path(path).as_uri()}?mode=ro"
-            kwargs["creator"] = lambda: _sqlite_ro(uri)
+            kwargs["creator"] = lambda: _sqlite_ro(path)
     try:
         engine = create_engine(parsed, **kwargs)
     except Exception as error:
@@ -60,9 +60,21 @@ def open_read_only(url: str) -> Database:
     return Database(engine=engine, url=parsed, session=sessionmaker(bind=engine))
 
 
-def _sqlite_ro(uri: str):  # -> sqlite3.Connection
+def _sqlite_ro(path: str):  # -> sqlite3.Connection
+    """A read-only connection that creates no file next to the database.
+
+    A reader of a WAL database normally opens (and, where it may, creates) the
+    ``-wal`` and ``-shm`` side files. When they do not exist, no run is writing
+    and everything is in the main file, so it is read as ``immutable``: nothing
+    is created, not even by a monitoring user who may write the directory
+    (a ``-shm`` file owned by that user would stop vmcatcher itself). When they
+    exist, a run is active and the reader joins it the normal way, read-only.
+    """
     import sqlite3
 
+    uri = f"{Path(path).as_uri()}?mode=ro"
+    if not os.path.exists(f"{path}-wal") and not os.path.exists(f"{path}-shm"):
+        uri += "&immutable=1"
     connection = sqlite3.connect(uri, uri=True, timeout=5, check_same_thread=False)
     connection.execute("PRAGMA query_only = ON")
     return connection
