@@ -389,3 +389,28 @@ def test_concurrent_first_starts_migrate_once(db_path: Path) -> None:
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert outputs == [HEAD_REVISION] * 3
     assert len(backups_of(db_path)) == 1
+
+
+@pytest.mark.db
+def test_upgrade_from_v0_7_adds_the_run_status_tables_keeping_rows(tmp_path: Path) -> None:
+    """A database of the first 0.7 schema gains vmcatcher_run and the subscription status."""
+    url = test_database_url(tmp_path)
+    database = open_database(url)
+    try:
+        config = _alembic_config()
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "v0_7")
+            connection.exec_driver_sql(
+                'INSERT INTO subscription (id, identifier, uri, authorised, "trustAnchor", '
+                "\"updateMode\") VALUES (1, 'kept', 'https://x/l', true, 0, 0)"
+            )
+        assert not set(RUN_TABLES) & table_names(database)
+        ensure_schema(database)
+        assert schema_revision(database) == HEAD_REVISION
+        assert set(RUN_TABLES) <= table_names(database)
+        assert schema_diff(database) == []
+        with database.session() as session:
+            assert session.get(Subscription, 1).identifier == "kept"
+    finally:
+        database.close()
