@@ -206,3 +206,10 @@ def test_the_probe_writes_nothing_next_to_a_sqlite_database(site: CacheSite) -> 
     check(site)
     after = {p.name: p.stat().st_mtime_ns for p in path.parent.iterdir()}
     assert after == before
+
+
+def test_a_bad_command_line_is_unknown_not_critical(site: CacheSite) -> None:
+    for args in (["--bogus"], ["--stale-warning", "soon"], ["--crl-policy", "lax"]):
+        result = site.command("vmcatcher_check", *args, expect=3)
+        assert result.stdout.startswith("VMCATCHER UNKNOWN - "), result
+    assert site.command("vmcatcher_check", "--help").stdout.startswith("usage: vmcatcher_check")

@@ -107,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # a usage error is UNKNOWN for Nagios, not 2 (CRITICAL)
+        if stop.code in (0, None):
+            raise
+        print("VMCATCHER UNKNOWN - invalid command line (see vmcatcher_check --help)")
+        return int(Status.UNKNOWN)
     try:
         return run(args)
     except Exception as error:  # a probe that fails is UNKNOWN, on one line
