@@ -213,3 +213,12 @@ def test_a_bad_command_line_is_unknown_not_critical(site: CacheSite) -> None:
         result = site.command("vmcatcher_check", *args, expect=3)
         assert result.stdout.startswith("VMCATCHER UNKNOWN - "), result
     assert site.command("vmcatcher_check", "--help").stdout.startswith("usage: vmcatcher_check")
+
+
+def test_an_unreadable_table_is_unknown_on_one_line(site: CacheSite) -> None:
+    healthy(site)
+    site.execute("DROP TABLE vmcatcher_run")
+    probe = check(site)
+    assert probe.status == "UNKNOWN"
+    assert probe.text.startswith("cannot read database ")
+    assert probe.output.count("\n") == 1

@@ -48,6 +48,9 @@ def run_check(options: CheckOptions) -> ProbeResult:
 def gather(options: CheckOptions, now: datetime | None = None) -> ProbeFacts:
     """Every fact the probe judges; problems become facts, never exceptions."""
     now = now or utcnow()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from vmcatcher.db.engine import describe_database_error
     from vmcatcher.db.migrate import HEAD_REVISION, schema_revision
     from vmcatcher.db.readonly import open_read_only
     from vmcatcher.services.health import (
@@ -72,16 +75,23 @@ def gather(options: CheckOptions, now: datetime | None = None) -> ProbeFacts:
                 database_problem=f"database '{database.masked_url}' is at schema revision "
                 f"{revision or 'none'}, not {HEAD_REVISION}: run vmcatcher_subscribe -U once",
             )
-        with database.session() as session:
-            subscriptions = tuple(subscription_health(session))
-            runs = last_runs(session)
-            cache = None
-            if options.cache_dir:
-                cache = _cache_facts(
-                    options,
-                    lambda known: (count_wanted(session, now), wanted_images(session, now, known)),
-                    options.thresholds.max_tries,
-                )
+        try:
+            with database.session() as session:
+                subscriptions = tuple(subscription_health(session))
+                runs = last_runs(session)
+                cache = None
+                if options.cache_dir:
+                    cache = _cache_facts(
+                        options,
+                        lambda known: (
+                            count_wanted(session, now),
+                            wanted_images(session, now, known),
+                        ),
+                        options.thresholds.max_tries,
+                    )
+        except SQLAlchemyError as error:  # e.g. a role without SELECT on a table
+            problem = f"cannot read database '{database.masked_url}': "
+            return ProbeFacts(now=now, database_problem=problem + describe_database_error(error))
     finally:
         database.close()
     crls, ca_problem = _crl_facts(options, now)

@@ -8,7 +8,9 @@ only then opens the database on its own to write ``vmcatcher_run`` and the
 subscriptions' ``vmcatcher_subscription_status`` (docs/monitoring.md).
 
 Recording never changes the run's exit code: a failure to record is one
-ERROR line (cron mail shows it) and the run's own code stands. A database that
+WARNING line (e.g. the database locked by a writer past the busy timeout), and
+the run's own code and messages stand; the probe then sees an older last run.
+A metrics file that cannot be written is an ERROR: it was asked for. A database that
 does not exist or is not at the current schema is left alone: the probe then
 reports UNKNOWN, which is the truth.
 """
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from vmcatcher.monitoring import RunCommand, RunStats
 from vmcatcher.timeutil import utcnow
@@ -45,8 +48,12 @@ def run_recorded(
     subscriptions = []
     try:
         subscriptions = record_run(database_url, stats, exit_code, finished)
+    except SQLAlchemyError as error:  # e.g. locked by a writer past the busy timeout
+        from vmcatcher.db.engine import describe_database_error
+
+        log.warning("Run not recorded in the database: %s", describe_database_error(error))
     except Exception as error:  # recording must not hide the run's own outcome
-        log.error("Could not record the run in the database: %s", _one_line(error))
+        log.warning("Run not recorded in the database: %s", _one_line(error))
     if metrics_file:
         try:
             from vmcatcher.metrics import write_metrics
