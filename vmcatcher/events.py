@@ -34,7 +34,10 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vmcatcher.monitoring import RunStats
 
 log = logging.getLogger("vmcatcher.events")
 
@@ -260,8 +263,8 @@ class EventRunner:
         self.timeout = float(timeout)
         self.kill_grace = float(kill_grace)
         self.session_uuid = str(uuid.uuid1())
-        #: Counts failures and timeouts when set (vmcatcher.monitoring.RunStats).
-        self.stats: Any = None
+        #: Counts failures and timeouts when set (docs/monitoring.md).
+        self.stats: RunStats | None = None
 
     def environment(
         self, event_type: str, metadata: Mapping[str, Any] | None = None

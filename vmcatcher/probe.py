@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from vmcatcher.monitoring import RunCommand, Status
 from vmcatcher.services.health import RunOutcome, SubscriptionHealth
@@ -189,7 +189,9 @@ def as_json(result: ProbeResult) -> dict:
 # --- rules --------------------------------------------------------------------------
 
 
-def _subscriptions(facts, limits, findings, perfdata) -> None:
+def _subscriptions(
+    facts: ProbeFacts, limits: Thresholds, findings: list[Finding], perfdata: list[PerfDatum]
+) -> None:
     active = [s for s in facts.subscriptions if s.authorised]
     stale_warn, stale_crit, expiring, expiring_crit, expired, failing = [], [], [], [], [], []
     for sub in active:
@@ -238,7 +240,9 @@ def _subscriptions(facts, limits, findings, perfdata) -> None:
     ]
 
 
-def _runs(facts, limits, findings, perfdata) -> None:
+def _runs(
+    facts: ProbeFacts, limits: Thresholds, findings: list[Finding], perfdata: list[PerfDatum]
+) -> None:
     for command in RunCommand:
         if command is RunCommand.CACHE and facts.cache is None:
             continue
@@ -262,7 +266,9 @@ def _runs(facts, limits, findings, perfdata) -> None:
         ]
 
 
-def _crls(facts, limits, findings, perfdata) -> None:
+def _crls(
+    facts: ProbeFacts, limits: Thresholds, findings: list[Finding], perfdata: list[PerfDatum]
+) -> None:
     if facts.crl_policy == "off":
         return
     if facts.ca_problem:
@@ -298,7 +304,9 @@ def _crls(facts, limits, findings, perfdata) -> None:
     ]
 
 
-def _cache(facts, limits, findings, perfdata) -> None:
+def _cache(
+    facts: ProbeFacts, limits: Thresholds, findings: list[Finding], perfdata: list[PerfDatum]
+) -> None:
     cache = facts.cache
     if cache is None:
         return
@@ -392,7 +400,7 @@ def _add(
     findings.append(Finding(status, f"{len(names)} {noun}{plural} {what}: {shown}{more}"))
 
 
-def _seconds(delta) -> float:
+def _seconds(delta: timedelta) -> float:
     return delta.total_seconds()
 
 
