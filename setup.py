@@ -16,6 +16,7 @@ COMMANDS = {
     "vmcatcher_image": "vmcatcher.cli.image:main",
     "vmcatcher_cache": "vmcatcher.cli.cache:main",
     "vmcatcher_glance": "vmcatcher.cli.glance:main",
+    "vmcatcher_check": "vmcatcher.cli.check:main",
     "vmcatcher_eventHndlExpl": "vmcatcher.cli.event_handler_example:main",
 }
 
@@ -36,6 +37,7 @@ setup(
         "requests>=2.31",
         "python-dateutil>=2.8",
         "tqdm>=4.66",
+        "prometheus_client>=0.17",  # the metrics file (vmcatcher.metrics), imported lazily
     ],
     extras_require={
         "postgresql": ["psycopg[binary]>=3.1"],

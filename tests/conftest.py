@@ -26,7 +26,7 @@ fuzzing.load_profile()  # before any test module builds its hypothesis settings
 TESTS = Path(__file__).resolve().parent
 
 #: Directories whose every test runs against the configured test database.
-DB_DIRECTORIES = ("e2e", "cache_e2e", "postgres")
+DB_DIRECTORIES = ("e2e", "cache_e2e", "check", "postgres")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -33,7 +33,10 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vmcatcher.monitoring import RunStats
 
 from vmcatcher.uri import redact_password
 from vmcatcher.vocabulary import EventType
@@ -233,6 +236,8 @@ class EventRunner:
         self.timeout = float(timeout)
         self.kill_grace = float(kill_grace)
         self.session_uuid = str(uuid.uuid1())
+        #: Counts failures and timeouts when set (docs/monitoring.md).
+        self.stats: RunStats | None = None
 
     def environment(
         self, event_type: EventType | str, metadata: Mapping[str, Any] | None = None
@@ -259,7 +264,10 @@ class EventRunner:
             )
         except OSError as exc:
             log.error("Event '%s' could not start '%s': %s", event_type, self.command, exc)
-            return EventResult(rc=127, stderr=str(exc))
+            result = EventResult(rc=127, stderr=str(exc))
+            if self.stats is not None:
+                self.stats.event_done(result.rc, result.timed_out)
+            return result
         try:
             result = self._supervise(proc)
         except Exception as exc:  # never let a handler problem stop the run
@@ -267,6 +275,8 @@ class EventRunner:
             log.error("Event '%s' handler '%s' failed: %s", event_type, self.command, exc)
             result = EventResult(rc=_TIMEOUT_RC, stderr=str(exc))
         self._log(event_type, result)
+        if self.stats is not None:
+            self.stats.event_done(result.rc, result.timed_out)
         return result
 
     # -- internals -----------------------------------------------------------

@@ -43,6 +43,8 @@ from vmcatcher.db.migrate import _alembic_config
 from vmcatcher.errors import DatabaseError
 
 REPO = Path(__file__).resolve().parents[2]
+#: Tables added by this rewrite (revision v0_7_runs), not in any original database.
+RUN_TABLES = ("vmcatcher_run", "vmcatcher_subscription_status")
 
 
 def columns(path: Path, table: str) -> list[str]:
@@ -100,7 +102,7 @@ def test_head_constant_matches_the_revision_scripts() -> None:
     script = ScriptDirectory.from_config(_alembic_config())
     assert script.get_current_head() == HEAD_REVISION
     chain = [rev.revision for rev in script.walk_revisions()]
-    assert chain == ["v0_7", "v0_6", "v0_4", "pre_0_4"]
+    assert chain == ["v0_7_runs", "v0_7", "v0_6", "v0_4", "pre_0_4"]
 
 
 @pytest.mark.db
@@ -108,7 +110,10 @@ def test_fresh_database_is_created_at_head_without_backup(tmp_path: Path) -> Non
     database = prepare_database(test_database_url(tmp_path))
     try:
         assert schema_revision(database) == HEAD_REVISION
-        assert table_names(database) == set(legacy.ddl(legacy.V0_6)) | {"alembic_version"}
+        assert table_names(database) == set(legacy.ddl(legacy.V0_6)) | {
+            "alembic_version",
+            *RUN_TABLES,
+        }
         assert schema_diff(database) == []
     finally:
         database.close()
@@ -408,3 +413,28 @@ def test_concurrent_first_starts_migrate_once(db_path: Path) -> None:
     assert [p.returncode for p in procs] == [0, 0, 0]
     assert outputs == [HEAD_REVISION] * 3
     assert len(backups_of(db_path)) == 1
+
+
+@pytest.mark.db
+def test_upgrade_from_v0_7_adds_the_run_status_tables_keeping_rows(tmp_path: Path) -> None:
+    """A database of the first 0.7 schema gains vmcatcher_run and the subscription status."""
+    url = test_database_url(tmp_path)
+    database = open_database(url)
+    try:
+        config = _alembic_config()
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "v0_7")
+            connection.exec_driver_sql(
+                'INSERT INTO subscription (id, identifier, uri, authorised, "trustAnchor", '
+                "\"updateMode\") VALUES (1, 'kept', 'https://x/l', true, 0, 0)"
+            )
+        assert not set(RUN_TABLES) & table_names(database)
+        ensure_schema(database)
+        assert schema_revision(database) == HEAD_REVISION
+        assert set(RUN_TABLES) <= table_names(database)
+        assert schema_diff(database) == []
+        with database.session() as session:
+            assert session.get(Subscription, 1).identifier == "kept"
+    finally:
+        database.close()

@@ -71,7 +71,9 @@ ORIGINAL_COLUMNS = {
 
 def test_tables_and_column_order_match_the_original() -> None:
     found = {name: [c.name for c in table.columns] for name, table in Base.metadata.tables.items()}
-    assert found == ORIGINAL_COLUMNS
+    assert {name: found[name] for name in ORIGINAL_COLUMNS} == ORIGINAL_COLUMNS
+    # The only additions: the run status tables (revision v0_7_runs, docs/monitoring.md).
+    assert set(found) - set(ORIGINAL_COLUMNS) == {"vmcatcher_run", "vmcatcher_subscription_status"}
 
 
 def test_pointer_columns_have_no_foreign_key_and_sizes_are_64_bit() -> None:
@@ -156,3 +158,31 @@ def test_attribute_names_map_to_original_columns(any_db) -> None:
         loaded = session.scalars(select(ImageListInstance)).one()
         assert loaded.imported == now
         assert loaded.sub_auth.subscription.image_definitions[0].instances[0].size == 2**40
+
+
+@pytest.mark.db
+def test_subscription_status_goes_with_its_subscription(tmp_path) -> None:
+    """The run status row of a subscription is deleted with it (foreign key cascade)."""
+    from datetime import datetime
+
+    from tests.support.databases import test_database_url
+    from vmcatcher.db import Subscription, delete_subscription, prepare_database
+    from vmcatcher.db.models import RunRecord, SubscriptionStatus
+
+    database = prepare_database(test_database_url(tmp_path))
+    try:
+        moment = datetime(2026, 1, 2, 3, 4, 5)
+        with database.session() as session, session.begin():
+            sub = Subscription(identifier="s", uri="https://x/l", authorised=True)
+            session.add(sub)
+            session.flush()
+            session.add(SubscriptionStatus(subscription_id=sub.id, last_success=moment))
+            session.add(RunRecord(command="update", started=moment, finished=moment,
+                                  exit_code=0, counts="{}"))  # fmt: skip
+        with database.session() as session, session.begin():
+            delete_subscription(session, session.get(Subscription, sub.id))
+        with database.session() as session:
+            assert session.query(SubscriptionStatus).count() == 0
+            assert session.query(RunRecord).one().finished == moment
+    finally:
+        database.close()

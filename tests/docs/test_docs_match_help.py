@@ -35,6 +35,7 @@ COMMANDS = {
     "vmcatcher_image": "image",
     "vmcatcher_cache": "cache",
     "vmcatcher_glance": "glance",
+    "vmcatcher_check": "check",
     "vmcatcher_eventHndlExpl": "event_handler_example",
 }
 

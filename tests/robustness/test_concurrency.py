@@ -184,7 +184,14 @@ def test_readers_and_cache_are_not_blocked_by_a_writer(site: Site) -> None:
         db.close()
     for result in (listing, cache):
         assert result.returncode == 0, result
-        _no_lock_failure(result)
+    _no_lock_failure(listing)
+    # The cache's work is not blocked; only its run record (docs/monitoring.md) is a write,
+    # skipped with one WARNING when the writer outlasts the busy timeout.
+    text = cache.stdout + cache.stderr
+    skipped = [line for line in text.splitlines() if "Run not recorded" in line]
+    assert len(skipped) <= 1 and all(line.startswith("WARNING") for line in skipped), cache
+    rest = "\n".join(line for line in text.splitlines() if line not in skipped)
+    assert "locked" not in rest.lower() and "Traceback" not in rest, cache
     assert len(listing.stdout.splitlines()) == 3
     site.assert_consistent(strict=True)
 

@@ -418,6 +418,15 @@ def test_the_original_cron_job_runs_unchanged(any_site: LegacySite) -> None:
     assert site.sql('SELECT count(*) FROM "imageListInstance"') == [(1,)]
     assert event_types(log) == [("ProcessPrefix", ""), ("ProcessPostfix", "")]
     assert (site.cache_dir / CACHED).read_bytes() == site.images[CACHED]
+    # Both runs are recorded for monitoring (docs/monitoring.md), and the probe agrees.
+    runs = site.sql("SELECT command, exit_code FROM vmcatcher_run ORDER BY id")
+    assert runs == [("update", 0), ("cache", 0)]
+    probe = subprocess.run(
+        [str(bin_dir / "vmcatcher_check"), "--free-warning", "0", "--free-critical", "0"],
+        cwd=site.root, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert probe.stdout.startswith("VMCATCHER "), probe
+    assert "no vmcatcher" not in probe.stdout and "exited" not in probe.stdout
     # Quiet on success from then on.
     again = subprocess.run(
         ["/bin/sh", "-c", cron], cwd=site.root, env=env, capture_output=True, text=True,

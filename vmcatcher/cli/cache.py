@@ -7,9 +7,11 @@ import logging
 import os
 from collections.abc import Sequence
 
-from vmcatcher.cli.common import add_database_options, add_logging_options, new_parser, run_cli
+from vmcatcher.cli.common import add_database_options, add_logging_options, new_parser
+from vmcatcher.cli.monitoring_options import add_metrics_option, main_recorded
 from vmcatcher.cli.progress import TerminalProgress
 from vmcatcher.logsetup import setup_logging
+from vmcatcher.monitoring import RunCommand, RunStats
 from vmcatcher.services.cache import CacheSettings, run_cache
 from vmcatcher.settings import (
     ENV_CACHE_ACTION_CHECK,
@@ -135,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="if another vmcatcher_cache runs on this cache, wait for it (forever, or SECONDS) "
         "instead of exiting",
     )  # fmt: skip
+    add_metrics_option(parser)
     add_database_options(parser)
     add_logging_options(parser)
     return parser
@@ -142,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: run(args))
+    return main_recorded(RunCommand.CACHE, args, run)
 
 
 def resolve_actions(args: argparse.Namespace) -> frozenset[CacheAction]:
@@ -205,7 +208,7 @@ def resolve_download_timeout(args: argparse.Namespace) -> tuple[float, float]:
     return transfer_timeout(read)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, stats: RunStats | None = None) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
     max_count, max_age = resolve_pruning(args)
     event_timeout = resolve_seconds(args.event_timeout, ENV_EVENT_TIMEOUT, 10.0, "event timeout")
@@ -226,4 +229,4 @@ def run(args: argparse.Namespace) -> int:
         allow_empty_database=args.allow_empty_database,
         retry=tuple(args.retry),
     )
-    return run_cache(settings, progress=TerminalProgress())
+    return run_cache(settings, progress=TerminalProgress(), stats=stats)

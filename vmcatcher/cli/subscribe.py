@@ -21,6 +21,7 @@ from vmcatcher.cli.common import (
     run_cli,
     single_action,
 )
+from vmcatcher.cli.monitoring_options import add_metrics_option, main_recorded
 from vmcatcher.cli.trust_options import (
     add_trust_options,
     load_configured_trust_store,
@@ -52,6 +53,7 @@ from vmcatcher.vocabulary import TrustAnchor, UpdateMode
 if TYPE_CHECKING:
     from vmcatcher.services.database import Database
     from vmcatcher.services.trust import CrlPolicy, TrustStore
+from vmcatcher.monitoring import RunCommand, RunStats
 from vmcatcher.settings import (
     ENV_FETCH_TIMEOUT,
     ENV_SUB_EVENT,
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="shell command run for SubscriptionImageNew events; env VMCATCHER_SUB_EVENT",
     )  # fmt: skip
     add_trust_options(parser)
+    add_metrics_option(parser)
     add_database_options(parser)
     add_format_option(parser)
     add_logging_options(parser)
@@ -177,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if "update" in (args.actions or []):  # -U runs are recorded (docs/monitoring.md)
+        return main_recorded(RunCommand.UPDATE, args, run)
     return run_cli(lambda: run(args))
 
 
@@ -239,7 +244,7 @@ def _fetch_timeout(args: argparse.Namespace) -> tuple[float, float]:
     return transfer_timeout(read)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, stats: RunStats | None = None) -> int:
     setup_logging(args.verbose, args.quiet, args.log_config)
     if args.format is not None:
         check_format(args.format)
@@ -257,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         create=action == "subscribe",
         read_only=action in ("list", "info", "image_list") and not configuring,
     )
-    on_new_image = new_image_events(resolve(args.execute, ENV_SUB_EVENT, None))
+    on_new_image = new_image_events(resolve(args.execute, ENV_SUB_EVENT, None), stats)
     needs_anchor = (
         action in ("subscribe", "update") or fmt == "message" or settings.update_mode is not None
     )
@@ -268,7 +273,12 @@ def run(args: argparse.Namespace) -> int:
     crl_policy = resolve_crl_policy(args) if store is not None else None
     context = (
         UpdateContext(
-            store, crl_policy, cert_dir, on_new_image=on_new_image, fetch_timeout=fetch_timeout
+            store,
+            crl_policy,
+            cert_dir,
+            on_new_image=on_new_image,
+            fetch_timeout=fetch_timeout,
+            stats=stats,
         )
         if store is not None and crl_policy is not None
         else None

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vmcatcher.db")
 
 #: The newest revision; must equal the head of ``migrations/versions`` (a test checks).
-HEAD_REVISION = "v0_7"
+HEAD_REVISION = "v0_7_runs"
 
 #: What each revision corresponds to, for log messages.
 RELEASE_OF_REVISION: dict[str, str] = {
@@ -63,6 +63,7 @@ RELEASE_OF_REVISION: dict[str, str] = {
     "v0_4": "vmcatcher 0.4",
     "v0_6": "vmcatcher 0.5/0.6",
     "v0_7": "vmcatcher 0.7",
+    "v0_7_runs": "vmcatcher 0.7 with run status",
 }
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")

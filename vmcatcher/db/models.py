@@ -1,4 +1,4 @@
-"""The seven tables of a vmcatcher database, as SQLAlchemy 2 declarative models.
+"""The tables of a vmcatcher database, as SQLAlchemy 2 declarative models.
 
 Why the odd names: sites keep the ``vmcatcher.db`` written by the original
 Python 2 vmcatcher, and their own scripts (and the README's dump/reload
@@ -25,6 +25,9 @@ What differs from the original, on purpose:
 integers without a foreign key, exactly as in the original schema.
 
 Every time stored is a naive UTC ``datetime``.
+
+Besides the original seven tables, ``vmcatcher_run`` and
+``vmcatcher_subscription_status`` record run outcomes for monitoring.
 
 Any change here must come with a new migration under
 ``vmcatcher/db/migrations/versions``.
@@ -286,4 +289,54 @@ class ImageInstance(Base):
         return (
             f"ImageInstance(id={self.id!r}, definition_id={self.definition_id!r}, "
             f"list_instance_id={self.list_instance_id!r}, version={self.version!r})"
+        )
+
+
+class RunRecord(Base):
+    """The outcome of one ``vmcatcher_subscribe -U`` or ``vmcatcher_cache`` run.
+
+    Not part of the original schema: written at the end of each run so that
+    ``vmcatcher_check`` can tell a failing or stalled cron job (docs/monitoring.md).
+    ``counts`` is a JSON object of the run's counters (``vmcatcher.monitoring.Counter``).
+    """
+
+    __tablename__ = "vmcatcher_run"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    command: Mapped[str] = mapped_column(String(SHORT), nullable=False)
+    started: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    finished: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    exit_code: Mapped[int] = mapped_column(Integer, nullable=False)
+    counts: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_vmcatcher_run_command_finished", "command", "finished"),)
+
+    def __repr__(self) -> str:
+        return (
+            f"RunRecord(id={self.id!r}, command={self.command!r}, "
+            f"finished={self.finished!r}, exit_code={self.exit_code!r})"
+        )
+
+
+class SubscriptionStatus(Base):
+    """When a subscription was last fetched and verified, whatever the list's version.
+
+    ``subscription.updated`` only moves when a *new* list version is imported;
+    a site whose publisher rarely changes the list still wants to know that
+    the list is fetched. Deleted with its subscription (foreign key cascade).
+    """
+
+    __tablename__ = "vmcatcher_subscription_status"
+
+    subscription_id: Mapped[int] = mapped_column(
+        "subscription", Integer, cascading_foreign_key("subscription.id"), primary_key=True
+    )
+    last_attempt: Mapped[datetime | None] = mapped_column(DateTime)
+    last_success: Mapped[datetime | None] = mapped_column(DateTime)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+
+    def __repr__(self) -> str:
+        return (
+            f"SubscriptionStatus(subscription_id={self.subscription_id!r}, "
+            f"last_success={self.last_success!r}, last_code={self.last_code!r})"
         )

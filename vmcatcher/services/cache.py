@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
@@ -44,6 +45,7 @@ from vmcatcher.db.models import ImageDefinition, ImageInstance, ImageListInstanc
 from vmcatcher.errors import CacheError, CacheFileMissingError, DatabaseError, VmcatcherError
 from vmcatcher.events import EventRunner
 from vmcatcher.fetch import Verify
+from vmcatcher.monitoring import Counter, RunCommand, RunStats
 from vmcatcher.names import UnsafeNameError
 from vmcatcher.services.availability import available_query
 from vmcatcher.settings import DatabaseSettings
@@ -119,7 +121,11 @@ class CacheSettings:
     retry: tuple[str, ...] = ()
 
 
-def run_cache(settings: CacheSettings, progress: ProgressDisplay | None = None) -> int:
+def run_cache(
+    settings: CacheSettings,
+    progress: ProgressDisplay | None = None,
+    stats: RunStats | None = None,
+) -> int:
     """One ``vmcatcher_cache`` run: lock the cache, open the database, run, fire events.
 
     Returns the exit code (0, or 1 when expiry failed). The cache lock is taken
@@ -140,6 +146,7 @@ def run_cache(settings: CacheSettings, progress: ProgressDisplay | None = None) 
             base_env=base_environment(layout, settings.database.url),
             timeout=settings.event_timeout,
         )
+        events.stats = stats
         options = CacheOptions(
             actions=set(settings.actions),
             events=events,
@@ -153,6 +160,8 @@ def run_cache(settings: CacheSettings, progress: ProgressDisplay | None = None) 
             allow_empty_database=settings.allow_empty_database,
             retry=settings.retry,
         )
+        if stats is not None:
+            options.stats = stats
         with database.session() as session:
             return CacheRun(layout, session, options).run()
 
@@ -196,6 +205,8 @@ class CacheOptions:
     allow_empty_database: bool = False
     #: Images whose failed-download counter is reset first (``--retry``).
     retry: tuple[str, ...] = ()
+    #: Counters for the run record and metrics (docs/monitoring.md).
+    stats: RunStats = field(default_factory=lambda: RunStats(RunCommand.CACHE, utcnow()))
 
 
 @dataclass
@@ -247,6 +258,8 @@ class CacheRun:
                 max_age_days=self.options.expired_max_age_days,
             )
         self.layout.save()  # after pruning, so expired/cache.index matches the files
+        self.options.stats.set(Counter.IMAGES_SELECTED, len(self.wanted()))
+        self.options.stats.set(Counter.IMAGES_CACHED, len(self.layout.cache_index))
         events.fire(EventType.PROCESS_POSTFIX)
         return rc
 
@@ -353,6 +366,7 @@ class CacheRun:
         try:
             self.layout.move_to_expired(uuid)
             log.info("Expired image '%s'", uuid)
+            self.options.stats.add(Counter.IMAGES_EXPIRED)
         except CacheFileMissingError as error:
             log.error("%s", error)
             ok = False
@@ -495,6 +509,7 @@ class CacheRun:
         entry = target.entry
         log.info("Downloading '%s'.", target.uuid)
         progress = bars.open(target.uuid, int(entry["size"]))
+        started = time.monotonic()
         try:
             return download_image(
                 str(entry["uri"]),
@@ -509,6 +524,7 @@ class CacheRun:
                 cancel=self._cancel,
             )
         finally:
+            self.options.stats.add(Counter.DOWNLOAD_SECONDS, time.monotonic() - started)
             bars.done(target.uuid)
 
     def _finish(self, target: _Wanted, future: Future[DownloadResult]) -> None:
@@ -519,13 +535,16 @@ class CacheRun:
             result = future.result()
         except (VmcatcherError, OSError) as error:
             log.error("Failed to download file '%s': %s", uuid, error)
+            self.options.stats.add(Counter.IMAGES_FAILED)
             self.layout.save(Role.PARTIAL)
             return
         except Exception as error:  # a bug in one download must not stop the others
             log.error("Failed to download file '%s': unexpected %s: %s",
                       uuid, type(error).__name__, error)  # fmt: skip
+            self.options.stats.add(Counter.IMAGES_FAILED)
             self.layout.save(Role.PARTIAL)
             return
+        self.options.stats.add(Counter.BYTES_DOWNLOADED, result.transferred)
         announced = dict(partial_index.get(uuid, {}))
         announced.update(target.entry)
         announced["filename"] = uuid
@@ -543,6 +562,7 @@ class CacheRun:
         partial_index.pop(uuid, None)
         self.layout.save(Role.CACHE, Role.PARTIAL)  # gaining index first: see cache.recovery
         log.info("moved file %s", uuid)
+        self.options.stats.add(Counter.IMAGES_DOWNLOADED)
         self.options.events.fire(EventType.AVAILABLE_POSTFIX, entry)
 
 

@@ -53,6 +53,7 @@ from vmcatcher.errors import (
 from vmcatcher.fetch import DEFAULT_TIMEOUT
 from vmcatcher.imagelist import Image, ImageList
 from vmcatcher.imagelist.checks import check_version
+from vmcatcher.monitoring import RunStats
 from vmcatcher.services.queries import definitions_by_identifier, latest_list_instance
 from vmcatcher.services.verification import VerifiedList, verify_list
 from vmcatcher.timeutil import format_time, utcnow
@@ -78,10 +79,14 @@ class UpdateContext:
     on_new_image: NewImageHook | None = None
     fetch: Callable[..., bytes] | None = None  # defaults to vmcatcher.fetch.fetch_list
     fetch_timeout: tuple[float, float] = DEFAULT_TIMEOUT  # (connect, read) seconds
+    stats: RunStats | None = None  # per-subscription results for the run record
 
 
-def new_image_events(command: str | None) -> NewImageHook | None:
-    """The hook firing ``SubscriptionImageNew`` through ``command`` (``-x``), if one is set."""
+def new_image_events(command: str | None, stats: RunStats | None = None) -> NewImageHook | None:
+    """The hook firing ``SubscriptionImageNew`` through ``command`` (``-x``), if one is set.
+
+    ``stats`` counts handler failures and timeouts for the run record (docs/monitoring.md).
+    """
     if not command:
         return None
     import os
@@ -89,6 +94,7 @@ def new_image_events(command: str | None) -> NewImageHook | None:
     from vmcatcher.events import EventRunner
 
     runner = EventRunner(command, base_env=dict(os.environ))
+    runner.stats = stats
     return lambda metadata: runner.fire(EventType.SUBSCRIPTION_IMAGE_NEW, metadata)
 
 
@@ -114,6 +120,8 @@ def update_subscriptions(
     for sub_id in ids:
         with session_factory() as session:
             code = update_one(session, sub_id, context)
+        if context.stats is not None:
+            context.stats.subscription_done(sub_id, code)
         if code:
             rc = code
     return rc

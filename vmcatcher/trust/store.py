@@ -222,6 +222,14 @@ class TrustStore:
                 return candidate
         return None
 
+    def all_certificates(self) -> list[CaCertificate]:
+        """Every parsed CA certificate of the directory (the monitoring probe checks each)."""
+        for subject_hash in list(self._cert_files):
+            self.certificates(subject_hash)
+        if not self._loose_loaded:
+            self._load_loose()
+        return [ca for subject_hash in sorted(self._certs) for ca in self._certs[subject_hash]]
+
     # -- CRLs -------------------------------------------------------------------------
 
     def crl_files(self, ca: CaCertificate) -> list[CrlFile]:
