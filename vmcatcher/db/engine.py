@@ -96,7 +96,7 @@ class Database:
         """Absolute path of a file-backed SQLite database, else ``None``."""
         if not self.is_sqlite:
             return None
-        return _sqlite_file(self.url)
+        return sqlite_file(self.url)
 
     @property
     def is_sqlite_memory(self) -> bool:
@@ -171,15 +171,15 @@ def open_database(
         detail = _one_line(error, password_in(url))
         raise DatabaseError(f"Invalid database URL '{masked}': {detail}") from None
 
-    parsed = _default_postgresql_driver(parsed)
+    parsed = default_postgresql_driver(parsed)
     kwargs: dict[str, object] = {"echo": echo}
     busy_ms = SQLITE_BUSY_TIMEOUT_MS
     path: str | None = None
     if parsed.get_backend_name() == "sqlite":
-        parsed = _absolute_sqlite_url(parsed)
+        parsed = absolute_sqlite_url(parsed)
         busy_ms = sqlite_busy_timeout_ms()
         kwargs["connect_args"] = {"timeout": busy_ms / 1000}
-        path = _sqlite_file(parsed)
+        path = sqlite_file(parsed)
     masked = mask_url(parsed)
     new_file = path is not None and not os.path.exists(path)
     if new_file and not create:
@@ -290,7 +290,7 @@ POSTGRESQL_DRIVERS = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresq
 POSTGRESQL_HINT = "pip install 'vmcatcher[postgresql]' (psycopg 3) or install psycopg2"
 
 
-def _default_postgresql_driver(url: URL) -> URL:
+def default_postgresql_driver(url: URL) -> URL:
     """Open plain ``postgresql://`` with whichever driver is installed, psycopg 3 first.
 
     SQLAlchemy's own default for the plain form changed (psycopg2 up to 2.0,
@@ -357,7 +357,7 @@ def _sqlite_on_connect(
         cursor.close()
 
 
-def _sqlite_file(url: URL) -> str | None:
+def sqlite_file(url: URL) -> str | None:
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
@@ -366,8 +366,8 @@ def _sqlite_file(url: URL) -> str | None:
     return database
 
 
-def _absolute_sqlite_url(url: URL) -> URL:
-    path = _sqlite_file(url)
+def absolute_sqlite_url(url: URL) -> URL:
+    path = sqlite_file(url)
     if path is None or os.path.isabs(path):
         return url
     return url.set(database=os.path.abspath(path))

@@ -19,10 +19,10 @@ from sqlalchemy.orm import sessionmaker
 
 from vmcatcher.db.engine import (
     Database,
-    _absolute_sqlite_url,
-    _default_postgresql_driver,
-    _sqlite_file,
+    absolute_sqlite_url,
+    default_postgresql_driver,
     mask_url,
+    sqlite_file,
 )
 from vmcatcher.errors import DatabaseError
 
@@ -30,7 +30,7 @@ from vmcatcher.errors import DatabaseError
 def open_read_only(url: str) -> Database:
     """A :class:`Database` whose connections cannot write; raises DatabaseError."""
     try:
-        parsed = _default_postgresql_driver(make_url(url))
+        parsed = default_postgresql_driver(make_url(url))
     except DatabaseError:
         raise
     except Exception:
@@ -38,8 +38,8 @@ def open_read_only(url: str) -> Database:
     backend = parsed.get_backend_name()
     kwargs: dict[str, object] = {"poolclass": pool.NullPool}
     if backend == "sqlite":
-        parsed = _absolute_sqlite_url(parsed)
-        path = _sqlite_file(parsed)
+        parsed = absolute_sqlite_url(parsed)
+        path = sqlite_file(parsed)
         if path is not None:
             if not os.path.isfile(path):
                 raise DatabaseError(f"Database file '{path}' does not exist")

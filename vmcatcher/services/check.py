@@ -113,7 +113,7 @@ def _crl_facts(options: CheckOptions, now: datetime) -> tuple[tuple[CrlFact, ...
     if options.crl_policy == "off":
         return (), None
     from vmcatcher.trust import load_trust_store
-    from vmcatcher.trust.smime import _crl_verdicts
+    from vmcatcher.trust.smime import crl_verdicts
 
     if not os.path.isdir(options.cert_dir):
         return (), f"CA directory '{options.cert_dir}' does not exist"
@@ -124,7 +124,7 @@ def _crl_facts(options: CheckOptions, now: datetime) -> tuple[tuple[CrlFact, ...
     aware_now = now.replace(tzinfo=timezone.utc)
     facts = []
     for ca in store.all_certificates():
-        verdicts, _usable = _crl_verdicts([ca], store, aware_now)
+        verdicts, _usable = crl_verdicts([ca], store, aware_now)
         state = verdicts[0][1].state.value
         facts.append(CrlFact(ca.subject, state, _next_update(store, ca)))
     return tuple(facts), None

@@ -197,7 +197,7 @@ def _chain(signer: Any, subject: str, store: TrustStore) -> list[CaCertificate]:
         current, current_subject = issuer.x509, issuer.subject
 
 
-def _crl_verdicts(
+def crl_verdicts(
     chain: list[CaCertificate], store: TrustStore, now: datetime
 ) -> tuple[list[tuple[CaCertificate, CrlStatus]], list[Any]]:
     """Classify every chain CA's CRL; return verdicts and the CRLs fit for OpenSSL."""
@@ -417,7 +417,7 @@ def _verify_locked(
     crls: list[Any] = []
     warnings: dict[str, str] = {}
     if policy is not CrlPolicy.OFF:
-        verdicts, crls = _crl_verdicts(chain, store, now)
+        verdicts, crls = crl_verdicts(chain, store, now)
         warnings = _apply_crl_policy(verdicts, policy, subject)
     outcome = _pkcs7_verify(p7, content, chain, crls, policy, check_time)
     if outcome.payload is None:
