@@ -45,9 +45,19 @@ class CacheLock(Lock):
     seconds.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike[str], wait: bool | float = False) -> None:
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        wait: bool | float = False,
+        *,
+        filename: str = LOCK_FILENAME,
+        command: str = "vmcatcher_cache",
+    ) -> None:
+        """``filename``/``command``: another lock file in the cache directory, and the
+        command a busy message names (``vmcatcher_glance`` keeps its own run lock)."""
         self.cache_dir = Path(os.path.abspath(cache_dir))
-        self.path = self.cache_dir / LOCK_FILENAME
+        self.path = self.cache_dir / filename
+        self.command = command
         self.wait = wait_seconds(wait)
         self._fd: int | None = None
 
@@ -85,7 +95,7 @@ class CacheLock(Lock):
             raise CacheLockedError(self._busy_message())
 
     def _busy_message(self) -> str:
-        message = f"Another vmcatcher_cache is running on '{self.cache_dir}' (pid {self._holder()})"
+        message = f"Another {self.command} is running on '{self.cache_dir}' (pid {self._holder()})"
         if self.wait:
             message += f"; gave up after waiting {self.wait:g} seconds"
         return message

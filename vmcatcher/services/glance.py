@@ -73,15 +73,9 @@ MAX_MAP_BYTES = 1 << 20
 _HEX = frozenset("0123456789abcdef")
 
 
-class GlanceRunLock(CacheLock):
+def glance_run_lock(cache_dir: str | os.PathLike[str]) -> CacheLock:
     """One ``vmcatcher_glance`` per cache: a second one would remove the first's upload."""
-
-    def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
-        super().__init__(cache_dir, wait=False)
-        self.path = self.cache_dir / RUN_LOCK
-
-    def _busy_message(self) -> str:
-        return f"Another vmcatcher_glance is running on '{self.cache_dir}' (pid {self._holder()})"
+    return CacheLock(cache_dir, wait=False, filename=RUN_LOCK, command="vmcatcher_glance")
 
 
 @dataclass(frozen=True)
@@ -172,7 +166,7 @@ def synchronise(
     now: datetime | None = None,
 ) -> SyncReport:
     """One run of ``vmcatcher_glance`` (see the module documentation)."""
-    with GlanceRunLock(layout.cache_dir), ExitStack() as held:
+    with glance_run_lock(layout.cache_dir), ExitStack() as held:
         if client is None:
             from vmcatcher.glance.client import connect
 
