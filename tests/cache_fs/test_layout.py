@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -338,3 +339,26 @@ def test_prune_by_age(tmp_path):
     removed = layout.prune_expired(max_age_days=7, now_local=datetime(2024, 1, 3))
     assert removed == [names[0]]
     assert (layout.expired_dir / names[1]).exists() and not (layout.expired_dir / names[0]).exists()
+
+
+def test_read_only_file_system_is_named_as_such(tmp_path: Path) -> None:
+    """A read-only mount is reported as one, not as a permission problem (issue 11, item 9)."""
+    import subprocess
+
+    mountpoint = tmp_path / "ro"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        for name in ("cache", "cache/partial", "cache/expired"):
+            (mountpoint / name).mkdir()
+        subprocess.run(["mount", "-o", "remount,ro", str(mountpoint)], check=True)
+        cache = mountpoint / "cache"
+        with pytest.raises(ConfigError) as caught:
+            CacheLayout(cache, cache / "partial", cache / "expired")
+        assert f"Cache directory '{cache}' is on a read-only file system" in str(caught.value)
+        assert "not writable by this user" not in str(caught.value)
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=False)
